@@ -1,0 +1,188 @@
+//! Errors of workpool: [`TaskError`] for what happened to one task, [`BuildError`] for what kept
+//! a pool from starting.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a pool or executor could not be built or started.
+#[derive(Debug)]
+pub struct BuildError {
+    message: String,
+    source: Option<std::io::Error>,
+}
+
+impl BuildError {
+    pub(crate) fn io(what: &str, e: std::io::Error) -> Self {
+        BuildError { message: format!("{what}: {e}"), source: Some(e) }
+    }
+
+    pub(crate) fn msg(message: impl Into<String>) -> Self {
+        BuildError { message: message.into(), source: None }
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+/// What went wrong with one task. Match on it with the `is_*` predicates or [`TaskError::kind`].
+///
+/// Every variant says what happened and, where it helps, what to do; the worker pool itself is
+/// never left broken by any of them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TaskError {
+    kind: ErrorKind,
+    task: &'static str,
+}
+
+/// The kinds of [`TaskError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The task panicked; the worker lived on.
+    Panic {
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
+    },
+    /// The worker process died while running the task.
+    WorkerDeath {
+        /// The signal (`SIGSEGV`, `SIGKILL`, …) or exit code, in words.
+        cause: String,
+        /// The worker's process id.
+        pid: u32,
+    },
+    /// The task ran past the executor's `task_timeout`; its worker was killed and replaced.
+    Timeout {
+        /// The limit it ran past.
+        limit: Duration,
+    },
+    /// The task was cancelled before it started ([`TaskHandle::cancel`](crate::TaskHandle::cancel),
+    /// a dropped `map` iterator, an early error in `Parallel`, or `shutdown`).
+    Cancelled,
+    /// The task was stopped or never started because of Ctrl-C ([`crate::handle_ctrl_c`]).
+    Interrupted,
+    /// The task's argument or result could not be encoded or decoded.
+    Codec {
+        /// Where: "encoding the argument", "decoding the argument in the worker", …
+        stage: &'static str,
+        /// The codec's message.
+        message: String,
+    },
+    /// The task type was never passed to [`register!`](crate::register).
+    NotRegistered,
+    /// No worker process could be started.
+    Spawn {
+        /// Why, and what to do about it.
+        message: String,
+    },
+}
+
+impl TaskError {
+    pub(crate) fn new(kind: ErrorKind, task: &'static str) -> Self {
+        TaskError { kind, task }
+    }
+
+    /// The kind of failure, with its details.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The type name of the task that failed.
+    pub fn task_type(&self) -> &'static str {
+        self.task
+    }
+
+    /// The task panicked (see [`ErrorKind::Panic`]).
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, ErrorKind::Panic { .. })
+    }
+
+    /// The worker process died under the task (see [`ErrorKind::WorkerDeath`]).
+    pub fn is_worker_death(&self) -> bool {
+        matches!(self.kind, ErrorKind::WorkerDeath { .. })
+    }
+
+    /// The task ran past its time limit.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, ErrorKind::Timeout { .. })
+    }
+
+    /// The task was cancelled before it started.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.kind, ErrorKind::Cancelled)
+    }
+
+    /// The task was interrupted by Ctrl-C.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self.kind, ErrorKind::Interrupted)
+    }
+
+    /// The argument or result could not be serialized or deserialized.
+    pub fn is_codec(&self) -> bool {
+        matches!(self.kind, ErrorKind::Codec { .. })
+    }
+
+    /// The task type was never registered.
+    pub fn is_not_registered(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotRegistered)
+    }
+
+    /// No worker process could be started.
+    pub fn is_spawn(&self) -> bool {
+        matches!(self.kind, ErrorKind::Spawn { .. })
+    }
+
+    /// The panic message, for a panic.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.kind {
+            ErrorKind::Panic { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let task = self.task;
+        match &self.kind {
+            ErrorKind::Panic { message, location: Some(at) } => write!(f, "task {task} panicked at {at}: {message}"),
+            ErrorKind::Panic { message, location: None } => write!(f, "task {task} panicked: {message}"),
+            ErrorKind::WorkerDeath { cause, pid } => write!(
+                f,
+                "the worker process (pid {pid}) running task {task} died: {cause}; the task's result is lost, \
+                 the executor has replaced the worker"
+            ),
+            ErrorKind::Timeout { limit } => write!(
+                f,
+                "task {task} ran longer than the task timeout ({limit:?}); its worker was killed and replaced"
+            ),
+            ErrorKind::Cancelled => write!(f, "task {task} was cancelled before it started"),
+            ErrorKind::Interrupted => write!(f, "task {task} was interrupted by Ctrl-C"),
+            ErrorKind::Codec { stage, message } => write!(f, "task {task}: {stage} failed: {message}"),
+            ErrorKind::NotRegistered => write!(
+                f,
+                "task type {task} is not registered: add `workpool::register!({short});` at item level in your crate",
+                short = task.rsplit("::").next().unwrap_or(task)
+            ),
+            ErrorKind::Spawn { message } => write!(f, "no worker could be started for task {task}: {message}"),
+        }
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskError").field("task", &self.task).field("kind", &self.kind).finish()
+    }
+}
+
+impl std::error::Error for TaskError {}

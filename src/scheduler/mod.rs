@@ -1,0 +1,289 @@
+//! The work-stealing scheduler shared by the thread pool and the process executor.
+//!
+//! A [`Shared`] holds one [`Injector`] for work that comes from outside (any thread), one
+//! [`Stealer`] per worker, and the [`Sleep`] state. Each worker thread owns a [`Queue`]: its own
+//! deque (LIFO for the thread pool, where `join` wants its latest job back first; FIFO for the
+//! process executor, where tasks should start in the order they were submitted).
+//!
+//! The job type `J` is any `Send` value: the thread pool schedules type-erased stack or heap
+//! jobs (`thread_pool::job::JobRef`), the process executor schedules encoded task envelopes.
+//!
+//! # Finding work
+//!
+//! `Queue::find_work` follows crossbeam-deque's documented `find_task`: pop the local deque;
+//! else move a batch from the injector into the local deque and pop one; else steal from the
+//! other workers, starting at a random victim (xorshift per worker, so two idle workers do not
+//! hammer the same victim in lockstep). Any `Steal::Retry` repeats the whole search.
+//! Local-first keeps caches warm and lets `join` find its own job; injector-before-peers means
+//! outside submissions start in roughly FIFO order (benches/thread_pool.rs measures the
+//! alternative order on fork-join work: no difference beyond noise here).
+//!
+//! # Waiting
+//!
+//! `Queue::wait` searches, spins a bounded number of rounds, then goes through the sleep protocol
+//! of [`sleep`] (read its docs for why no wake-up is lost). Every push goes through
+//! [`Sleep::new_jobs`], which wakes a sleeper only when one exists.
+//!
+//! # Termination
+//!
+//! `Shared::terminate` sets a flag and wakes everyone. A worker's `wait` reports
+//! [`Wait::Terminated`] only when it finds no work at all, so queued jobs drain first.
+
+pub(crate) mod sleep;
+
+use crate::sync::{Arc, AtomicBool, Ordering};
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use sleep::{Sleep, Slept, SPIN_ROUNDS};
+use std::cell::Cell;
+use std::time::Instant;
+
+/// The state every worker of one scheduler shares.
+pub(crate) struct Shared<J> {
+    injector: Injector<J>,
+    stealers: Box<[Stealer<J>]>,
+    pub(crate) sleep: Sleep,
+    /// Set once by `terminate` (SeqCst, then every worker is woken); read by idle workers.
+    terminating: AtomicBool,
+}
+
+/// One worker's end of the scheduler: its own deque plus a handle on the shared state.
+/// Owned by exactly one thread (the deque is `!Sync`).
+pub(crate) struct Queue<J> {
+    index: usize,
+    deque: Worker<J>,
+    rng: Cell<u64>,
+    shared: Arc<Shared<J>>,
+}
+
+/// Which end of its own deque a worker pops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Newest first: fork-join (`join` gets its own job back first).
+    Lifo,
+    /// Oldest first: independent tasks start in submission order.
+    Fifo,
+}
+
+/// What [`Queue::wait`] came back with.
+#[derive(Debug)]
+pub(crate) enum Wait<J> {
+    /// A job to run.
+    Job(J),
+    /// The caller's condition became true.
+    Ready,
+    /// The deadline passed with no work.
+    TimedOut,
+    /// The scheduler is terminating and no work is left.
+    Terminated,
+}
+
+impl<J: Send> Shared<J> {
+    /// A scheduler for `n` workers, and the queue each of them will own.
+    pub(crate) fn new(n: usize, order: Order) -> (Arc<Self>, Vec<Queue<J>>) {
+        assert!(n > 0, "a scheduler needs at least one worker");
+        let deques: Vec<Worker<J>> = (0..n)
+            .map(|_| match order {
+                Order::Lifo => Worker::new_lifo(),
+                Order::Fifo => Worker::new_fifo(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            injector: Injector::new(),
+            stealers: deques.iter().map(Worker::stealer).collect(),
+            sleep: Sleep::new(n),
+            terminating: AtomicBool::new(false),
+        });
+        let queues = deques
+            .into_iter()
+            .enumerate()
+            .map(|(index, deque)| Queue { index, deque, rng: Cell::new(seed(index)), shared: shared.clone() })
+            .collect();
+        (shared, queues)
+    }
+
+    /// Number of workers.
+    pub(crate) fn workers(&self) -> usize {
+        self.stealers.len()
+    }
+
+    /// Queues a job from any thread.
+    pub(crate) fn inject(&self, job: J) {
+        self.injector.push(job);
+        self.sleep.new_jobs(1);
+    }
+
+    /// Queues several jobs from any thread, waking as many sleepers as there are jobs.
+    pub(crate) fn inject_many(&self, jobs: impl IntoIterator<Item = J>) {
+        let mut count = 0;
+        for job in jobs {
+            self.injector.push(job);
+            count += 1;
+        }
+        if count > 0 {
+            self.sleep.new_jobs(count);
+        }
+    }
+
+    /// Removes every queued job (injector and all deques) and hands each to `f`.
+    /// Jobs a worker has already popped are not affected.
+    pub(crate) fn drain(&self, mut f: impl FnMut(J)) {
+        loop {
+            let mut retry = false;
+            for source in std::iter::once(None).chain(self.stealers.iter().map(Some)) {
+                loop {
+                    let steal = match source {
+                        None => self.injector.steal(),
+                        Some(stealer) => stealer.steal(),
+                    };
+                    match steal {
+                        Steal::Success(job) => f(job),
+                        Steal::Empty => break,
+                        Steal::Retry => {
+                            retry = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if !retry {
+                return;
+            }
+        }
+    }
+
+    /// True when no job is queued anywhere (a snapshot).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.injector.is_empty() && self.stealers.iter().all(Stealer::is_empty)
+    }
+
+    /// Starts termination: idle workers leave once no work is left.
+    pub(crate) fn terminate(&self) {
+        self.terminating.store(true, Ordering::SeqCst);
+        self.sleep.wake_all();
+    }
+
+    pub(crate) fn is_terminating(&self) -> bool {
+        self.terminating.load(Ordering::SeqCst)
+    }
+}
+
+impl<J: Send> Queue<J> {
+    /// This worker's index in `0..workers`.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<J>> {
+        &self.shared
+    }
+
+    /// Pushes onto this worker's own deque (stealable by the others).
+    pub(crate) fn push(&self, job: J) {
+        self.deque.push(job);
+        self.shared.sleep.new_jobs(1);
+    }
+
+    /// Pops this worker's own deque only.
+    pub(crate) fn pop(&self) -> Option<J> {
+        self.deque.pop()
+    }
+
+    /// Jobs in this worker's own deque (a snapshot).
+    pub(crate) fn local_len(&self) -> usize {
+        self.deque.len()
+    }
+
+    /// One full search: local deque, injector, then the other workers from a random start.
+    pub(crate) fn find_work(&self) -> Option<J> {
+        if let Some(job) = self.deque.pop() {
+            return Some(job);
+        }
+        loop {
+            let mut retry = false;
+            match self.shared.injector.steal_batch_and_pop(&self.deque) {
+                Steal::Success(job) => return Some(job),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            let n = self.shared.stealers.len();
+            if n > 1 {
+                let start = self.next_random() as usize % n;
+                for k in 0..n {
+                    let victim = (start + k) % n;
+                    if victim == self.index {
+                        continue;
+                    }
+                    match self.shared.stealers[victim].steal() {
+                        Steal::Success(job) => return Some(job),
+                        Steal::Retry => retry = true,
+                        Steal::Empty => {}
+                    }
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for a job, for `ready()` to hold, for `deadline`, or (when `until_terminated`)
+    /// for termination with nothing left to do — whichever comes first. Work found is always
+    /// returned before any of the others is reported.
+    pub(crate) fn wait(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>, until_terminated: bool) -> Wait<J> {
+        let done = || {
+            if ready() {
+                Some(Wait::Ready)
+            } else if until_terminated && self.shared.is_terminating() {
+                Some(Wait::Terminated)
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(Wait::TimedOut)
+            } else {
+                None
+            }
+        };
+        let mut round = 0;
+        loop {
+            if let Some(job) = self.find_work() {
+                return Wait::Job(job);
+            }
+            if let Some(outcome) = done() {
+                return outcome;
+            }
+            if round < SPIN_ROUNDS {
+                Sleep::idle_round(round);
+                round += 1;
+                continue;
+            }
+            let sleepy = self.shared.sleep.get_sleepy();
+            if let Some(job) = self.find_work() {
+                return Wait::Job(job);
+            }
+            let stop = || ready() || (until_terminated && self.shared.is_terminating());
+            match self.shared.sleep.sleep(self.index, sleepy, &stop, deadline) {
+                Slept::Woken | Slept::Aborted => round = SPIN_ROUNDS / 2,
+                Slept::TimedOut => {}
+            }
+        }
+    }
+
+    /// xorshift64*: cheap, and good enough to spread victim choices.
+    fn next_random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+fn seed(index: usize) -> u64 {
+    // Distinct, non-zero seeds per worker (SplitMix64 of the index).
+    let mut z = (index as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) | 1
+}
+
+#[cfg(test)]
+mod tests;

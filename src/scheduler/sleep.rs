@@ -1,0 +1,238 @@
+//! The sleep/wake protocol: idle workers block instead of spinning, and no wake-up is lost.
+//!
+//! # State
+//!
+//! One `AtomicU64`, `state`, shared by every worker:
+//!
+//! ```text
+//!   bits 63..32  jobs event counter (JEC)     bits 31..0  number of sleeping workers
+//! ```
+//!
+//! An **odd** JEC means "some worker is getting sleepy and has not seen new work since"; an
+//! **even** JEC means "nobody is getting sleepy, or new work was announced after they did".
+//! Each worker also has a `blocked` flag behind its own mutex, and a condition variable.
+//!
+//! # A worker going to sleep (`get_sleepy`, then `sleep`)
+//!
+//! 1. After a bounded number of fruitless search rounds the worker calls `get_sleepy`: if the
+//!    JEC is even it increments it to odd (an RMW on `state`), then issues a `SeqCst` fence and
+//!    remembers the odd value `E`.
+//! 2. It searches every queue once more. Work found: it runs it (its sleepiness simply lapses).
+//! 3. It locks its own mutex and, with one compare-exchange on `state`, increments the sleeper
+//!    count **only if the JEC is still `E`**. If the JEC moved, new work was announced since
+//!    step 1: it unlocks and searches again.
+//! 4. It sets `blocked`, checks its wake-up condition one last time (a latch, termination), and
+//!    waits on its condition variable until `blocked` is cleared (or its deadline passes, in
+//!    which case it clears `blocked` and decrements the count itself).
+//!
+//! # Announcing work (`new_jobs`)
+//!
+//! After pushing a job, a producer issues a `SeqCst` fence and loads `state`. If the JEC is odd it
+//! bumps it to even (compare-exchange loop). If the value it finally observed counts any sleeper,
+//! it wakes one: it locks sleeping workers' mutexes in turn until it finds one with `blocked` set,
+//! clears it, decrements the count and notifies. In the common busy case (JEC even, nobody
+//! asleep) a push costs a fence and a load: no read-modify-write on shared state.
+//!
+//! # Why no wake-up is lost
+//!
+//! Take a push `P` (store to a queue; fence; load of `state`) and a worker `W` that goes to sleep
+//! (RMW of `state` in step 1; fence; searches in step 2; registering CAS in step 3).
+//!
+//! * If `P`'s load observes `state` **before** `W`'s step-1 RMW in its modification order, then
+//!   `P`'s fence precedes `W`'s fence in the single total order of `SeqCst` fences, so `W`'s
+//!   search in step 2 sees the pushed job (the store-buffering guarantee of fences). `W` runs
+//!   it instead of sleeping.
+//! * Otherwise `P` observes `W`'s RMW or something later. If the JEC it sees is odd it bumps it,
+//!   so `W`'s step-3 CAS (which demands the JEC be exactly `E`) fails and `W` searches again —
+//!   unless that CAS came first, in which case the value `P`'s bump operates on counts `W` as
+//!   a sleeper and `P` wakes a sleeper. If the JEC `P` sees is already even, someone bumped it
+//!   after `W`'s step 1, and `W`'s step-3 CAS fails the same way.
+//! * Waking "a" sleeper rather than `W` itself is enough: whoever is woken searches all queues.
+//! * `blocked` is only set and cleared under the worker's mutex, and the worker checks it
+//!   under that mutex before waiting, so a notification cannot fall between check and wait.
+//!
+//! The same argument covers targeted wake-ups ([`Sleep::wake_worker`], used by latches and by
+//! termination): the setter stores its flag with `SeqCst` and then locks the sleeper's mutex;
+//! the sleeper checks the flag under that mutex after setting `blocked` (step 4).
+//!
+//! The JEC is 32 bits: a worker that got sleepy at `E` and was descheduled while exactly 2³¹
+//! events passed would wrongly register. Like rayon-core, we accept that as impossible in
+//! practice.
+//!
+//! # Bounded spinning
+//!
+//! Before step 1 a worker spins briefly (see [`SPIN_ROUNDS`]): a few rounds of exponential
+//! `spin_loop` hints, then a few `yield_now`s, about 10–20 µs in all. rayon's 32 rounds of
+//! `yield_now` made mostly-idle pools burn whole cores (rayon issue 642); an idle pool here
+//! costs nothing once its workers are blocked.
+
+use crate::sync::{fence, AtomicU64, Condvar, Mutex, Ordering};
+use crossbeam_utils::CachePadded;
+use std::time::Instant;
+
+/// Search rounds before a worker gets sleepy: the first [`SPIN_ONLY`] spin, the rest yield.
+pub(crate) const SPIN_ROUNDS: u32 = 10;
+/// Rounds that only spin (2^round `spin_loop` hints each) before yielding starts.
+pub(crate) const SPIN_ONLY: u32 = 7;
+
+const JEC_ONE: u64 = 1 << 32;
+const SLEEPERS_MASK: u64 = JEC_ONE - 1;
+
+fn jec(state: u64) -> u32 {
+    (state >> 32) as u32
+}
+
+fn sleepers(state: u64) -> u64 {
+    state & SLEEPERS_MASK
+}
+
+/// What a call to [`Sleep::sleep`] ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Slept {
+    /// Another thread cleared `blocked`: new work, a latch, or termination.
+    Woken,
+    /// New work was announced or the wake-up condition held before blocking: search again.
+    Aborted,
+    /// The deadline passed while blocked.
+    TimedOut,
+}
+
+struct WorkerSleep {
+    /// Set by the worker itself just before it blocks; cleared by whoever wakes it (or by the
+    /// worker on a timeout). Only touched under this mutex.
+    blocked: Mutex<bool>,
+    condvar: Condvar,
+}
+
+/// The shared sleep state of one scheduler (see the module docs for the protocol).
+pub(crate) struct Sleep {
+    /// JEC and sleeper count; every access is `SeqCst`.
+    state: CachePadded<AtomicU64>,
+    workers: Box<[CachePadded<WorkerSleep>]>,
+}
+
+impl Sleep {
+    pub(crate) fn new(n: usize) -> Self {
+        let workers = (0..n)
+            .map(|_| CachePadded::new(WorkerSleep { blocked: Mutex::new(false), condvar: Condvar::new() }))
+            .collect();
+        Sleep { state: CachePadded::new(AtomicU64::new(0)), workers }
+    }
+
+    /// One idle round before getting sleepy: spin, then yield.
+    pub(crate) fn idle_round(round: u32) {
+        if round < SPIN_ONLY {
+            for _ in 0..(1u32 << round) {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Step 1: announce sleepiness; returns the (odd) JEC to hand to [`Sleep::sleep`].
+    pub(crate) fn get_sleepy(&self) -> u32 {
+        let mut state = self.state.load(Ordering::SeqCst);
+        loop {
+            if jec(state) % 2 == 1 {
+                fence(Ordering::SeqCst);
+                return jec(state);
+            }
+            match self.state.compare_exchange_weak(state, state.wrapping_add(JEC_ONE), Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    fence(Ordering::SeqCst);
+                    return jec(state).wrapping_add(1);
+                }
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Steps 3 and 4: block worker `index` unless work was announced since `sleepy` or `ready()`
+    /// holds. `ready` is checked under the worker's mutex after `blocked` is set, so a thread that
+    /// makes it true and then calls [`Sleep::wake_worker`] cannot be missed.
+    pub(crate) fn sleep(&self, index: usize, sleepy: u32, ready: &dyn Fn() -> bool, deadline: Option<Instant>) -> Slept {
+        let me = &self.workers[index];
+        let mut blocked = me.blocked.lock();
+        let mut state = self.state.load(Ordering::SeqCst);
+        loop {
+            if jec(state) != sleepy {
+                return Slept::Aborted;
+            }
+            match self.state.compare_exchange_weak(state, state + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => state = now,
+            }
+        }
+        *blocked = true;
+        if ready() {
+            *blocked = false;
+            self.state.fetch_sub(1, Ordering::SeqCst);
+            return Slept::Aborted;
+        }
+        while *blocked {
+            match deadline {
+                None => blocked = me.condvar.wait(blocked),
+                Some(deadline) => {
+                    let (guard, late) = me.condvar.wait_until(blocked, deadline);
+                    blocked = guard;
+                    if late && *blocked {
+                        *blocked = false;
+                        self.state.fetch_sub(1, Ordering::SeqCst);
+                        return Slept::TimedOut;
+                    }
+                }
+            }
+        }
+        Slept::Woken
+    }
+
+    /// Announce that `count` new jobs are visible; wakes up to `count` sleepers.
+    pub(crate) fn new_jobs(&self, count: usize) {
+        fence(Ordering::SeqCst);
+        let mut state = self.state.load(Ordering::SeqCst);
+        while jec(state) % 2 == 1 {
+            match self.state.compare_exchange_weak(state, state.wrapping_add(JEC_ONE), Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => state = now,
+            }
+        }
+        let asleep = sleepers(state);
+        for _ in 0..count.min(asleep as usize) {
+            if !self.wake_any() {
+                break;
+            }
+        }
+    }
+
+    /// Wakes one blocked worker, if any; true when one was woken.
+    fn wake_any(&self) -> bool {
+        (0..self.workers.len()).any(|i| self.wake_worker(i))
+    }
+
+    /// Wakes worker `index` if it is blocked; true when it was.
+    pub(crate) fn wake_worker(&self, index: usize) -> bool {
+        let worker = &self.workers[index];
+        let mut blocked = worker.blocked.lock();
+        if !*blocked {
+            return false;
+        }
+        *blocked = false;
+        self.state.fetch_sub(1, Ordering::SeqCst);
+        worker.condvar.notify_one();
+        true
+    }
+
+    /// Wakes every blocked worker (termination).
+    pub(crate) fn wake_all(&self) {
+        for i in 0..self.workers.len() {
+            self.wake_worker(i);
+        }
+    }
+
+    /// Workers blocked right now (a snapshot, for tests and statistics).
+    #[cfg_attr(not(test), expect(dead_code))]
+    pub(crate) fn sleeping(&self) -> u64 {
+        sleepers(self.state.load(Ordering::SeqCst))
+    }
+}

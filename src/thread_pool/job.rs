@@ -1,0 +1,136 @@
+//! Type-erased jobs: what the scheduler moves between thread-pool workers.
+//!
+//! A [`JobRef`] is a data pointer plus the function that knows its type. Two kinds exist:
+//! [`StackJob`] lives in the frame of a thread that blocks until it has run (`join`, calls from
+//! outside the pool); [`HeapJob`] is boxed and frees itself when run (`spawn`, scope spawns).
+
+use crate::thread_pool::latch::Latch;
+use crate::unwind;
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+
+/// A pointer to a job and the function that runs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct JobRef {
+    pointer: NonNull<()>,
+    execute: unsafe fn(NonNull<()>),
+}
+
+// SAFETY: a JobRef is only created for jobs whose closure and result are `Send`, and each JobRef
+// is executed at most once, by whichever thread pops it.
+unsafe impl Send for JobRef {}
+
+impl PartialEq for JobRef {
+    /// Two references are the same job when they point to the same job data.
+    fn eq(&self, other: &Self) -> bool {
+        self.pointer == other.pointer
+    }
+}
+
+impl JobRef {
+    /// Runs the job.
+    ///
+    /// # Safety
+    /// The job must still be alive and must not have run before.
+    pub(crate) unsafe fn execute(self) {
+        // SAFETY: forwarded from the caller.
+        unsafe { (self.execute)(self.pointer) }
+    }
+}
+
+/// The outcome of a job run on another thread.
+pub(crate) enum JobResult<R> {
+    None,
+    Ok(R),
+    Panic(Box<dyn Any + Send>),
+}
+
+impl<R> JobResult<R> {
+    /// The value, or the panic resumed on this thread.
+    pub(crate) fn into_return_value(self) -> R {
+        match self {
+            JobResult::Ok(value) => value,
+            JobResult::Panic(payload) => unwind::resume_unwinding(payload),
+            JobResult::None => unreachable!("a job's result was read before the job ran"),
+        }
+    }
+}
+
+/// A job in the stack frame of a thread that waits for it (through its latch) before returning.
+pub(crate) struct StackJob<L, F, R> {
+    pub(crate) latch: L,
+    func: UnsafeCell<Option<F>>,
+    result: UnsafeCell<JobResult<R>>,
+}
+
+impl<L: Latch, F: FnOnce(bool) -> R + Send, R: Send> StackJob<L, F, R> {
+    pub(crate) fn new(func: F, latch: L) -> Self {
+        StackJob { latch, func: UnsafeCell::new(Some(func)), result: UnsafeCell::new(JobResult::None) }
+    }
+
+    /// A reference for the scheduler.
+    ///
+    /// # Safety
+    /// The job must outlive every use of the returned reference: its owner must wait on `latch`
+    /// (or take the job back with [`StackJob::run_inline`]) before the frame is left.
+    pub(crate) unsafe fn as_job_ref(&self) -> JobRef {
+        JobRef { pointer: NonNull::from(self).cast(), execute: Self::execute }
+    }
+
+    /// # Safety
+    /// `this` points to a live `StackJob` of this type that has not run.
+    unsafe fn execute(this: NonNull<()>) {
+        // SAFETY: the caller guarantees the pointer and the single run. The owner does not touch
+        // `func` or `result` until the latch is set, which is the last thing done here.
+        unsafe {
+            let this = this.cast::<Self>().as_ref();
+            let func = (*this.func.get()).take().expect("a stack job ran twice");
+            *this.result.get() = match unwind::halt_unwinding(|| func(true)) {
+                Ok(value) => JobResult::Ok(value),
+                Err(payload) => JobResult::Panic(payload),
+            };
+            Latch::set(&this.latch);
+        }
+    }
+
+    /// Runs the job on the owner's thread, when the owner popped it back before anyone stole it.
+    pub(crate) fn run_inline(self, stolen: bool) -> R {
+        self.func.into_inner().expect("a stack job ran twice")(stolen)
+    }
+
+    /// The result, after the latch was set.
+    pub(crate) fn into_result(self) -> R {
+        self.result.into_inner().into_return_value()
+    }
+}
+
+/// A boxed job that frees itself after running.
+pub(crate) struct HeapJob<F> {
+    func: F,
+}
+
+impl<F: FnOnce() + Send> HeapJob<F> {
+    pub(crate) fn new(func: F) -> Box<Self> {
+        Box::new(HeapJob { func })
+    }
+
+    /// Leaks the box into a job reference; running the reference frees it.
+    ///
+    /// # Safety
+    /// Everything `F` borrows must outlive the job's run (guaranteed by `'static` for `spawn` and
+    /// by the scope's latch for scope spawns). The reference must be executed exactly once.
+    pub(crate) unsafe fn into_job_ref(self: Box<Self>) -> JobRef {
+        let pointer = NonNull::new(Box::into_raw(self)).expect("Box is never null").cast();
+        JobRef { pointer, execute: Self::execute }
+    }
+
+    /// # Safety
+    /// `this` came from `into_job_ref` and runs once.
+    unsafe fn execute(this: NonNull<()>) {
+        // SAFETY: the pointer came from Box::into_raw of this very type, and this is its only run.
+        let this = unsafe { Box::from_raw(this.cast::<Self>().as_ptr()) };
+        let HeapJob { func } = *this;
+        func();
+    }
+}
