@@ -80,6 +80,8 @@ pub enum ErrorKind {
     },
     /// The task type was never passed to [`register!`](crate::register).
     NotRegistered,
+    /// The executor was shut down before the task was submitted.
+    ShutDown,
     /// No worker process could be started.
     Spawn {
         /// Why, and what to do about it.
@@ -174,6 +176,7 @@ impl fmt::Display for TaskError {
                 "task type {task} is not registered: add `workpool::register!({short});` at item level in your crate",
                 short = task.rsplit("::").next().unwrap_or(task)
             ),
+            ErrorKind::ShutDown => write!(f, "task {task} was submitted to an executor that was shut down"),
             ErrorKind::Spawn { message } => write!(f, "no worker could be started for task {task}: {message}"),
         }
     }

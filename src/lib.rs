@@ -1,13 +1,61 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod codec;
 mod cpu;
+mod ctrl_c;
 mod error;
+mod executor;
+mod parallel;
 mod scheduler;
 mod sync;
+mod sys;
+mod task;
 mod thread_pool;
 mod unwind;
+mod wire;
+mod worker;
 
 pub use cpu::cpu_count;
+pub use ctrl_c::handle_ctrl_c;
 pub use error::{BuildError, ErrorKind, TaskError};
+pub use executor::{
+    Executor, ExecutorBuilder, Map, Shutdown, TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+};
+pub use parallel::{Backend, Parallel, ParallelIter};
+pub use task::Task;
 pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
+pub use worker::init;
+
+/// Lets test binaries (which have no `main` of their own) start workers: use it once, at the
+/// top level of each integration-test file or in the crate's unit tests, and the executor will
+/// re-run the test binary with only the entry test this macro defines.
+///
+/// ```ignore
+/// workpool::test_support!();
+///
+/// #[test]
+/// fn squares_in_workers() {
+///     let ex = workpool::Executor::builder().workers(2).build().unwrap();
+///     // ...
+/// }
+/// ```
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[test]
+        fn __workpool_worker_entry() {
+            $crate::init();
+        }
+        $crate::__private::inventory::submit! {
+            $crate::__private::TestEntry { module: module_path!() }
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::executor::process::TestEntry;
+    pub use crate::task::Registration;
+    pub use inventory;
+}

@@ -1,0 +1,394 @@
+//! One feeder thread per worker slot: the bridge between the scheduler and a worker process.
+//!
+//! A feeder is a scheduler worker (it owns a FIFO deque and steals when idle) that, instead of
+//! running jobs, writes them to its worker process and reads the results back. Its loop:
+//!
+//! 1. **Fill.** While the process has fewer than `window` tasks in flight, take work (its own
+//!    deque, the injector, other feeders' deques), start the process if there is none (lazily),
+//!    and queue the task's frame for writing. The window adapts to measured run times: about
+//!    [`PREFETCH_NS`] of work, between [`MIN_WINDOW`] and [`MAX_WINDOW`] tasks, so tiny tasks
+//!    stream without a round trip each while long tasks do not queue up behind each other.
+//! 2. **Pump.** While anything is in flight: `poll` the socket for reading (and writing, while
+//!    frames are unsent), with a timeout at the running task's deadline. Frames are written
+//!    with non-blocking vectored writes (coalescing many small frames into one system call);
+//!    results are read as they come and complete their handles at once.
+//! 3. **Idle.** With nothing in flight, sleep in the scheduler until work arrives, the idle
+//!    timeout passes (then the process is closed and reaped; the next task starts a new one),
+//!    or the executor terminates with no work left.
+//!
+//! # Faults
+//!
+//! End of stream, a hang-up or a failed write means the worker is gone. The feeder first reads
+//! whatever the worker managed to send, then reaps it for its exit status. The task it had
+//! `STARTED` fails (worker death, or timeout / interrupt when the feeder or Ctrl-C killed it);
+//! every task it had not started goes back to the injector and runs elsewhere.
+
+use super::handle::Completion;
+use super::process::{self, Process};
+use super::{Core, Envelope, Slot};
+use crate::error::ErrorKind;
+use crate::scheduler::{Queue, Wait};
+use crate::sync::{Arc, Ordering};
+use crate::sys;
+use crate::wire::{self, Done, FrameReader, WireError};
+use std::collections::VecDeque;
+use std::io::{ErrorKind as IoKind, IoSlice, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// Work to keep queued in a worker beyond the running task, in nanoseconds of measured run time.
+pub(crate) const PREFETCH_NS: f64 = 1_000_000.0;
+/// Tasks in flight per worker at least (one running, one ready)...
+pub(crate) const MIN_WINDOW: usize = 2;
+/// ... and at most.
+pub(crate) const MAX_WINDOW: usize = 64;
+/// Frames per vectored write.
+const MAX_IOVECS: usize = 64;
+/// How long a closed worker may take to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// Longest poll, as a safety net against any missed event.
+const POLL_TICK: Duration = Duration::from_millis(250);
+/// Minimum time between two resident-memory checks of one worker.
+const RSS_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Why the feeder itself killed its worker.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    Timeout(Duration),
+}
+
+struct InFlight {
+    env: Envelope,
+    started: bool,
+}
+
+/// A live worker process and what is in flight on it.
+struct Live {
+    process: Process,
+    reader: FrameReader,
+    /// Sent or being sent, in the order the worker will run them.
+    inflight: VecDeque<InFlight>,
+    /// Index in `inflight` of the first frame not completely written.
+    unsent: usize,
+    /// Bytes of `inflight[unsent]` already written.
+    offset: usize,
+    /// Tasks handed to this process (for `max_tasks_per_worker`).
+    sent: u64,
+    /// When the task at the front reported STARTED.
+    running_since: Option<Instant>,
+    /// No new tasks: close once the in-flight ones are done (recycling).
+    retiring: bool,
+    kill: Option<Kill>,
+    idle_since: Instant,
+    rss_checked: Instant,
+}
+
+pub(crate) struct Feeder {
+    core: Arc<Core>,
+    queue: Queue<Envelope>,
+    slot: Arc<Slot>,
+    /// A job taken while idle, to be dispatched by the next fill.
+    held: Option<Envelope>,
+    live: Option<Live>,
+    /// Moving average of task run times reported by workers (ns); 0 until the first report.
+    avg_ns: f64,
+}
+
+impl Feeder {
+    pub(crate) fn new(core: Arc<Core>, queue: Queue<Envelope>, slot: Arc<Slot>) -> Self {
+        Feeder { core, queue, slot, held: None, live: None, avg_ns: 0.0 }
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            self.fill();
+            if let Some(live) = &self.live {
+                if !live.inflight.is_empty() {
+                    self.pump();
+                    continue;
+                }
+                if live.retiring {
+                    self.close_process();
+                    continue;
+                }
+            }
+            let deadline = self.live.as_ref().map(|l| l.idle_since + self.core.config.idle_timeout);
+            match self.queue.wait(&|| false, deadline, true) {
+                Wait::Job(env) => self.held = Some(env),
+                Wait::TimedOut => self.close_process(),
+                Wait::Terminated => break,
+                Wait::Ready => {}
+            }
+        }
+        self.close_process();
+    }
+
+    fn window(&self) -> usize {
+        if self.avg_ns <= 0.0 {
+            return MIN_WINDOW;
+        }
+        ((PREFETCH_NS / self.avg_ns) as usize).clamp(MIN_WINDOW, MAX_WINDOW)
+    }
+
+    /// Step 1: take work while the window has room.
+    fn fill(&mut self) {
+        loop {
+            if let Some(live) = &self.live {
+                if live.retiring || live.inflight.len() >= self.window() {
+                    return;
+                }
+            }
+            let Some(env) = self.held.take().or_else(|| self.queue.find_work()) else { return };
+            if env.epoch < self.core.epoch.load(Ordering::SeqCst) {
+                env.completion.fail(ErrorKind::Interrupted);
+                continue;
+            }
+            if !env.completion.dispatch() {
+                continue; // cancelled while queued
+            }
+            if self.live.is_none() && !self.start_process(&env.completion) {
+                continue;
+            }
+            let live = self.live.as_mut().expect("started above");
+            live.inflight.push_back(InFlight { env, started: false });
+            live.sent += 1;
+            if self.core.config.max_tasks_per_worker.is_some_and(|max| live.sent >= max) {
+                live.retiring = true;
+            }
+            self.slot.inflight.store(live.inflight.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a worker; on failure fails `first` (and, for a set-up error that would recur,
+    /// everything queued) and returns false.
+    fn start_process(&mut self, first: &Completion) -> bool {
+        let threads = (crate::cpu_count() / self.core.slots.len()).max(1);
+        match process::spawn(threads, self.core.config.handshake_timeout) {
+            Ok(process) => {
+                self.slot.pid.store(process.pid, Ordering::SeqCst);
+                self.slot.starts.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                self.live = Some(Live {
+                    process,
+                    reader: FrameReader::new(),
+                    inflight: VecDeque::new(),
+                    unsent: 0,
+                    offset: 0,
+                    sent: 0,
+                    running_since: None,
+                    retiring: false,
+                    kill: None,
+                    idle_since: now,
+                    rss_checked: now,
+                });
+                true
+            }
+            Err(e) => {
+                first.fail(ErrorKind::Spawn { message: e.message.clone() });
+                if e.sticky {
+                    self.core.set_broken(e.message);
+                }
+                false
+            }
+        }
+    }
+
+    /// Step 2: one round of socket I/O.
+    fn pump(&mut self) {
+        let live = self.live.as_mut().expect("pump needs a process");
+        let want_write = live.unsent < live.inflight.len();
+        let mut timeout = POLL_TICK;
+        if let (Some(limit), Some(since)) = (self.core.config.task_timeout, live.running_since) {
+            if live.kill.is_none() {
+                timeout = timeout.min((since + limit).saturating_duration_since(Instant::now()));
+            }
+        }
+        let ready = match sys::poll(live.process.socket.as_fd(), want_write, Some(timeout)) {
+            Ok(ready) => ready,
+            Err(e) => return self.on_death(Some(format!("poll failed: {e}"))),
+        };
+        if ready.writable {
+            // A failed write means the worker is gone; its exit status says why.
+            if self.write_some().is_err() {
+                return self.on_death(None);
+            }
+        }
+        if ready.readable || ready.hangup {
+            match self.read_some() {
+                Ok(true) => {}
+                Ok(false) => return self.on_death(None),
+                Err(e) => {
+                    sys::kill(self.live.as_ref().expect("live").process.pid);
+                    return self.on_death(Some(format!("the worker broke the protocol ({e})")));
+                }
+            }
+        }
+        self.check_timers();
+    }
+
+    /// Writes as many unsent frames as the socket takes.
+    fn write_some(&mut self) -> std::io::Result<()> {
+        let live = self.live.as_mut().expect("live");
+        while live.unsent < live.inflight.len() {
+            let mut slices = Vec::with_capacity(MAX_IOVECS);
+            slices.push(IoSlice::new(&live.inflight[live.unsent].env.frame[live.offset..]));
+            for f in live.inflight.iter().skip(live.unsent + 1).take(MAX_IOVECS - 1) {
+                slices.push(IoSlice::new(&f.env.frame));
+            }
+            match (&live.process.socket).write_vectored(&slices) {
+                Ok(mut n) => {
+                    while n > 0 {
+                        let left = live.inflight[live.unsent].env.frame.len() - live.offset;
+                        if n >= left {
+                            n -= left;
+                            live.unsent += 1;
+                            live.offset = 0;
+                        } else {
+                            live.offset += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and handles everything available; false on end of stream.
+    fn read_some(&mut self) -> Result<bool, WireError> {
+        loop {
+            let live = self.live.as_mut().expect("live");
+            let got = live.reader.fill(&mut &live.process.socket);
+            match got {
+                Ok(0) => {
+                    self.handle_frames()?;
+                    return Ok(false);
+                }
+                Ok(_) => self.handle_frames()?,
+                Err(e) if e.kind() == IoKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
+    fn handle_frames(&mut self) -> Result<(), WireError> {
+        let core = &self.core;
+        let slot = &self.slot;
+        let live = self.live.as_mut().expect("live");
+        while let Some(frame) = live.reader.next_frame()? {
+            let front = live.inflight.front_mut().filter(|f| f.env.id == frame.id);
+            let Some(front) = front else {
+                return Err(WireError(format!("frame kind {} for task {} which is not next", frame.kind, frame.id)));
+            };
+            match frame.kind {
+                wire::STARTED if !front.started && live.unsent > 0 => {
+                    front.started = true;
+                    live.running_since = Some(Instant::now());
+                }
+                wire::DONE if live.unsent > 0 => {
+                    let (done, elapsed_ns) = wire::parse_done(frame.body)?;
+                    let f = live.inflight.pop_front().expect("front exists");
+                    live.unsent -= 1;
+                    live.running_since = None;
+                    f.env.completion.set_elapsed(elapsed_ns);
+                    complete(&f.env.completion, done);
+                    let sample = elapsed_ns as f64;
+                    self.avg_ns = if self.avg_ns <= 0.0 { sample } else { 0.8 * self.avg_ns + 0.2 * sample };
+                    slot.tasks_run.fetch_add(1, Ordering::Relaxed);
+                    slot.inflight.store(live.inflight.len(), Ordering::Relaxed);
+                    live.idle_since = Instant::now();
+                    if let Some(ceiling) = core.config.max_worker_memory {
+                        if live.idle_since.duration_since(live.rss_checked) >= RSS_INTERVAL {
+                            live.rss_checked = live.idle_since;
+                            if sys::rss_bytes(live.process.pid).is_some_and(|rss| rss > ceiling) {
+                                live.retiring = true;
+                            }
+                        }
+                    }
+                }
+                kind => return Err(WireError(format!("unexpected frame kind {kind} for task {}", frame.id))),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_timers(&mut self) {
+        let Some(live) = self.live.as_mut() else { return };
+        if let (Some(limit), Some(since), None) = (self.core.config.task_timeout, live.running_since, live.kill) {
+            if since.elapsed() >= limit {
+                live.kill = Some(Kill::Timeout(limit));
+                sys::kill(live.process.pid);
+            }
+        }
+    }
+
+    /// The worker is gone: settle every task it held, reap it.
+    fn on_death(&mut self, broken: Option<String>) {
+        // Results the worker wrote before dying are still in the socket: read them first.
+        if broken.is_none() {
+            let _ = self.read_some();
+        }
+        let mut live = self.live.take().expect("a process died");
+        let cause = process::reap(&mut live.process.child, EXIT_GRACE);
+        let cause = broken.unwrap_or(cause);
+        let interrupted = self.slot.interrupt.swap(0, Ordering::SeqCst) != 0;
+        self.slot.pid.store(0, Ordering::SeqCst);
+        self.slot.inflight.store(0, Ordering::Relaxed);
+        self.slot.deaths.fetch_add(1, Ordering::Relaxed);
+        let pid = live.process.pid;
+        let mut again = Vec::new();
+        for f in live.inflight.drain(..) {
+            let completion = &f.env.completion;
+            if f.started {
+                completion.fail(match live.kill {
+                    Some(Kill::Timeout(limit)) => ErrorKind::Timeout { limit },
+                    None if interrupted => ErrorKind::Interrupted,
+                    None => ErrorKind::WorkerDeath { cause: cause.clone(), pid },
+                });
+            } else if interrupted {
+                completion.fail(ErrorKind::Interrupted);
+            } else {
+                completion.requeue();
+                again.push(f.env);
+            }
+        }
+        self.core.shared.inject_many(again);
+    }
+
+    /// Graceful stop: close the socket (the worker exits on end of stream) and reap.
+    fn close_process(&mut self) {
+        if let Some(mut live) = self.live.take() {
+            debug_assert!(live.inflight.is_empty());
+            drop(live.process.socket);
+            process::reap(&mut live.process.child, EXIT_GRACE);
+            self.slot.pid.store(0, Ordering::SeqCst);
+            self.slot.inflight.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Completes a handle from a worker's `DONE` report.
+fn complete(completion: &Completion, done: Done<'_>) {
+    match done {
+        Done::Ok(bytes) => {
+            completion.complete(Ok(bytes.to_vec()));
+        }
+        Done::Panic { message, location, .. } => {
+            let location = (!location.is_empty()).then(|| location.to_string());
+            completion.fail(ErrorKind::Panic { message: message.to_string(), location });
+        }
+        Done::Decode(message) => {
+            completion.fail(ErrorKind::Codec { stage: "decoding the argument in the worker", message: message.to_string() });
+        }
+        Done::Encode(message) => {
+            completion.fail(ErrorKind::Codec { stage: "encoding the result in the worker", message: message.to_string() });
+        }
+        Done::Unknown => {
+            completion.fail(ErrorKind::NotRegistered);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `Executor::map`: ordered, streaming, bounded.
+
+use super::handle::TaskHandle;
+use super::Executor;
+use crate::error::TaskError;
+use crate::task::Task;
+use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
+use std::fmt;
+use std::iter::Fuse;
+
+/// Tasks in flight per worker for `map` (submitted, not yet yielded).
+const IN_FLIGHT_PER_WORKER: usize = 128;
+
+/// The iterator returned by [`Executor::map`]: results in input order.
+#[must_use = "iterators are lazy: nothing is submitted until the map is iterated"]
+pub struct Map<O, I> {
+    executor: Executor,
+    input: Fuse<I>,
+    window: VecDeque<TaskHandle<O>>,
+    limit: usize,
+    ended: bool,
+}
+
+impl<O, I> fmt::Debug for Map<O, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map").field("in_flight", &self.window.len()).field("limit", &self.limit).finish()
+    }
+}
+
+impl<O, I: Iterator> Map<O, I> {
+    pub(crate) fn new(executor: Executor, input: I) -> Self {
+        let limit = executor.num_workers() * IN_FLIGHT_PER_WORKER;
+        Map { executor, input: input.fuse(), window: VecDeque::new(), limit, ended: false }
+    }
+}
+
+impl<T, I> Iterator for Map<T::Output, I>
+where
+    T: Task,
+    I: Iterator<Item = T>,
+    T::Output: DeserializeOwned,
+{
+    type Item = Result<T::Output, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        while self.window.len() < self.limit {
+            match self.input.next() {
+                Some(task) => self.window.push_back(self.executor.submit(task)),
+                None => break,
+            }
+        }
+        let result = self.window.pop_front()?.join();
+        if result.as_ref().is_err_and(TaskError::is_interrupted) {
+            self.cancel_rest();
+        }
+        Some(result)
+    }
+}
+
+impl<O, I> Map<O, I> {
+    fn cancel_rest(&mut self) {
+        self.ended = true;
+        for handle in self.window.drain(..) {
+            handle.cancel();
+        }
+    }
+}
+
+impl<O, I> Drop for Map<O, I> {
+    fn drop(&mut self) {
+        for handle in self.window.drain(..) {
+            handle.cancel();
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Typed tasks and the registry that lets a worker process find their code by name.
+//!
+//! `register!(A, B)` submits one [`Registration`] per type to a link-time collection
+//! (`inventory`). Both the parent and its workers are the same binary, so both see the same
+//! collection. On the wire a task is named by a 64-bit hash of its type name: a corrupt frame
+//! can at worst name a task that does not exist, never jump to an arbitrary address.
+
+use crate::codec;
+use crate::unwind;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::any::TypeId;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// A unit of work that can run in a worker process (or on a thread).
+///
+/// The task value is the argument: it is serialized, sent to a worker, deserialized, and
+/// `run`; the output travels back the same way. Make the type runnable in workers with
+/// [`register!`](crate::register).
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Square(u64);
+///
+/// impl workpool::Task for Square {
+///     type Output = u64;
+///     fn run(self) -> u64 {
+///         self.0 * self.0
+///     }
+/// }
+///
+/// workpool::register!(Square);
+/// ```
+pub trait Task: Serialize + DeserializeOwned + Send + 'static {
+    /// What the task returns.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Does the work. A panic here becomes a [`TaskError`](crate::TaskError) for this task only.
+    fn run(self) -> Self::Output;
+}
+
+/// Makes task types runnable in worker processes. Use it once per type, at item level, in the
+/// crate that defines the types (or in the binary):
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)] struct Resize(u32);
+/// # impl workpool::Task for Resize { type Output = u32; fn run(self) -> u32 { self.0 / 2 } }
+/// # #[derive(Serialize, Deserialize)] struct Blur(u32);
+/// # impl workpool::Task for Blur { type Output = u32; fn run(self) -> u32 { self.0 } }
+/// workpool::register!(Resize, Blur);
+/// ```
+///
+/// Submitting a type that was never registered fails at once with
+/// [`TaskError::is_not_registered`](crate::TaskError::is_not_registered).
+#[macro_export]
+macro_rules! register {
+    ($($task:ty),+ $(,)?) => {
+        $(
+            $crate::__private::inventory::submit! {
+                $crate::__private::Registration::of::<$task>()
+            }
+        )+
+    };
+}
+
+/// What the worker did with one task frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RunStatus {
+    Ok,
+    Panic { index: u32, message: String, location: String },
+    Decode(String),
+    Encode(String),
+}
+
+type RunFn = fn(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus;
+
+/// One registered task type (built by [`register!`](crate::register); not for direct use).
+#[doc(hidden)]
+pub struct Registration {
+    name: fn() -> &'static str,
+    type_id: fn() -> TypeId,
+    run: RunFn,
+}
+
+impl Registration {
+    /// The registration of `T`.
+    #[doc(hidden)]
+    pub const fn of<T: Task>() -> Self {
+        Registration { name: std::any::type_name::<T>, type_id: TypeId::of::<T>, run: run_task::<T> }
+    }
+}
+
+inventory::collect!(Registration);
+
+/// A registered task as the executor sees it.
+#[derive(Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) name: &'static str,
+    pub(crate) key: u64,
+    pub(crate) run: RunFn,
+}
+
+struct Index {
+    by_type: HashMap<TypeId, Entry>,
+    by_key: HashMap<u64, Entry>,
+    names: Vec<&'static str>,
+}
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut index = Index { by_type: HashMap::new(), by_key: HashMap::new(), names: Vec::new() };
+        for reg in inventory::iter::<Registration> {
+            let name = (reg.name)();
+            let entry = Entry { name, key: fnv1a(name.as_bytes()), run: reg.run };
+            if let Some(other) = index.by_key.get(&entry.key) {
+                assert!(
+                    other.name == name,
+                    "workpool: task names {name} and {} hash to the same key; rename one of them",
+                    other.name
+                );
+                continue;
+            }
+            index.by_type.insert((reg.type_id)(), entry);
+            index.by_key.insert(entry.key, entry);
+            index.names.push(name);
+        }
+        index.names.sort_unstable();
+        index
+    })
+}
+
+/// The registry entry of `T`, if it was registered.
+pub(crate) fn entry_of<T: Task>() -> Option<Entry> {
+    index().by_type.get(&TypeId::of::<T>()).copied()
+}
+
+/// The entry a worker runs for a wire key.
+pub(crate) fn entry_by_key(key: u64) -> Option<Entry> {
+    index().by_key.get(&key).copied()
+}
+
+/// Sorted names of every registered task (part of the binary's fingerprint).
+pub(crate) fn registered_names() -> &'static [&'static str] {
+    &index().names
+}
+
+/// 64-bit FNV-1a: a stable hash (same input, same output on every run and machine).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by the worker's panic hook.
+    pub(crate) static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Decodes `count` arguments of `T` from `payload`, runs each, and appends the encoded outputs to
+/// `out`. Stops at the first panic or codec error.
+fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus {
+    let mut rest = payload;
+    for index in 0..count {
+        let task: T = match codec::decode(rest) {
+            Ok((task, used)) => {
+                rest = &rest[used..];
+                task
+            }
+            Err(e) => return RunStatus::Decode(e),
+        };
+        let output = match unwind::halt_unwinding(|| task.run()) {
+            Ok(output) => output,
+            Err(payload) => {
+                let location = PANIC_LOCATION.with(|l| l.borrow_mut().take()).unwrap_or_default();
+                return RunStatus::Panic { index, message: unwind::payload_message(&*payload), location };
+            }
+        };
+        if let Err(e) = codec::encode_into(&output, out) {
+            return RunStatus::Encode(e);
+        }
+    }
+    if !rest.is_empty() {
+        return RunStatus::Decode(format!("{} bytes left over after the last argument", rest.len()));
+    }
+    RunStatus::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize)]
+    struct Double(u32);
+    impl Task for Double {
+        type Output = u32;
+        fn run(self) -> u32 {
+            assert!(self.0 != 13, "unlucky {}", self.0);
+            self.0 * 2
+        }
+    }
+    crate::register!(Double);
+
+    #[derive(Serialize, Deserialize)]
+    struct Unregistered;
+    impl Task for Unregistered {
+        type Output = ();
+        fn run(self) {}
+    }
+
+    fn run_batch(args: &[u32]) -> (RunStatus, Vec<u32>) {
+        let mut payload = Vec::new();
+        for a in args {
+            codec::encode_into(&Double(*a), &mut payload).unwrap();
+        }
+        let entry = entry_of::<Double>().expect("registered");
+        let mut out = Vec::new();
+        let status = (entry.run)(&payload, args.len() as u32, &mut out);
+        let mut results = Vec::new();
+        let mut rest = &out[..];
+        while !rest.is_empty() {
+            let (v, used): (u32, usize) = codec::decode(rest).unwrap();
+            results.push(v);
+            rest = &rest[used..];
+        }
+        (status, results)
+    }
+
+    #[test]
+    fn registry_finds_registered_types_only() {
+        let entry = entry_of::<Double>().unwrap();
+        assert!(entry.name.ends_with("Double"));
+        assert_eq!(entry_by_key(entry.key).unwrap().name, entry.name);
+        assert!(entry_of::<Unregistered>().is_none());
+        assert!(entry_by_key(12345).is_none());
+        assert!(registered_names().contains(&entry.name));
+    }
+
+    #[test]
+    fn batches_run_in_order_and_stop_at_a_panic() {
+        assert_eq!(run_batch(&[1, 2, 3]), (RunStatus::Ok, vec![2, 4, 6]));
+        let (status, done) = run_batch(&[1, 13, 3]);
+        assert!(matches!(status, RunStatus::Panic { index: 1, ref message, .. } if message == "unlucky 13"));
+        assert_eq!(done, vec![2]);
+    }
+
+    #[test]
+    fn garbage_arguments_are_decode_errors() {
+        let entry = entry_of::<Double>().unwrap();
+        let mut out = Vec::new();
+        assert!(matches!((entry.run)(&[], 1, &mut out), RunStatus::Decode(_)));
+        assert!(matches!((entry.run)(&[1, 2], 1, &mut out), RunStatus::Decode(_)), "trailing bytes");
+    }
+}

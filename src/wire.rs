@@ -1,0 +1,344 @@
+//! The wire between the executor and its worker processes.
+//!
+//! Frames travel on a Unix socketpair that is the worker's file descriptor 3 — never on stdin
+//! or stdout, so tasks may print freely. Every frame is
+//!
+//! ```text
+//!   u32 len   little-endian, the number of bytes after this field (9 ..= MAX_FRAME)
+//!   u8  kind
+//!   u64 id    the task id (0 for frames about the connection)
+//!   ...       kind-specific body
+//! ```
+//!
+//! | kind | direction | body |
+//! |---|---|---|
+//! | `TASK` | to worker | `u64` task key, `u32` count, encoded argument(s) |
+//! | `SHUTDOWN` | to worker | — (finish, then exit) |
+//! | `HELLO` | from worker | `u32` protocol version, `u64` binary fingerprint, `u32` pid |
+//! | `STARTED` | from worker | — (the worker is about to run task `id`) |
+//! | `DONE` | from worker | `u8` status, `u64` run time in ns, status-specific bytes |
+//!
+//! A length is checked against [`MAX_FRAME`] before anything is allocated for it, and the reader
+//! grows its buffer only as bytes actually arrive, so a forged 4 GiB prefix costs nothing.
+//! Anything malformed is a [`WireError`]; the side that sees one treats the peer as broken.
+
+use std::fmt;
+use std::io::{self, Read};
+
+/// Protocol version, carried by `HELLO`; bump on any change to this file's formats.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame accepted in either direction (1 GiB).
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+/// Bytes before the body: len, kind, id.
+pub(crate) const HEADER: usize = 4 + 1 + 8;
+
+pub(crate) const TASK: u8 = 1;
+pub(crate) const SHUTDOWN: u8 = 2;
+pub(crate) const HELLO: u8 = 10;
+pub(crate) const STARTED: u8 = 11;
+pub(crate) const DONE: u8 = 12;
+
+pub(crate) const ST_OK: u8 = 0;
+pub(crate) const ST_PANIC: u8 = 1;
+pub(crate) const ST_DECODE: u8 = 2;
+pub(crate) const ST_ENCODE: u8 = 3;
+pub(crate) const ST_UNKNOWN: u8 = 4;
+
+/// A malformed frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WireError(pub(crate) String);
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed frame: {}", self.0)
+    }
+}
+
+fn bad<T>(why: impl Into<String>) -> Result<T, WireError> {
+    Err(WireError(why.into()))
+}
+
+/// One frame, borrowed from a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame<'a> {
+    pub(crate) kind: u8,
+    pub(crate) id: u64,
+    pub(crate) body: &'a [u8],
+}
+
+/// Splits the first frame off `buf`: `Ok(None)` when it is not complete yet.
+pub(crate) fn split_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    if len < HEADER - 4 {
+        return bad(format!("length {len} is shorter than a frame header"));
+    }
+    if len > MAX_FRAME {
+        return bad(format!("length {len} is over the {MAX_FRAME}-byte limit"));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let kind = buf[4];
+    let id = u64::from_le_bytes(buf[5..13].try_into().expect("8 bytes"));
+    Ok(Some((Frame { kind, id, body: &buf[HEADER..4 + len] }, 4 + len)))
+}
+
+/// Starts a frame in `out`; finish it with [`end_frame`] after appending the body.
+pub(crate) fn begin_frame(out: &mut Vec<u8>, kind: u8, id: u64) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.push(kind);
+    out.extend_from_slice(&id.to_le_bytes());
+    start
+}
+
+/// Writes the length of the frame begun at `start`.
+pub(crate) fn end_frame(out: &mut [u8], start: usize) -> Result<(), WireError> {
+    let len = out.len() - start - 4;
+    if len > MAX_FRAME {
+        return bad(format!("a {len}-byte frame is over the {MAX_FRAME}-byte limit"));
+    }
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// A complete frame with no body.
+pub(crate) fn empty_frame(out: &mut Vec<u8>, kind: u8, id: u64) {
+    let start = begin_frame(out, kind, id);
+    end_frame(out, start).expect("an empty frame fits");
+}
+
+/// The fixed part of a `TASK` body.
+pub(crate) fn task_header(out: &mut Vec<u8>, id: u64, key: u64, count: u32) -> usize {
+    let start = begin_frame(out, TASK, id);
+    out.extend_from_slice(&key.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    start
+}
+
+/// A decoded `TASK` body.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TaskBody<'a> {
+    pub(crate) key: u64,
+    pub(crate) count: u32,
+    pub(crate) payload: &'a [u8],
+}
+
+pub(crate) fn parse_task(body: &[u8]) -> Result<TaskBody<'_>, WireError> {
+    if body.len() < 12 {
+        return bad("task body shorter than its key and count");
+    }
+    let key = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
+    let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
+    if count == 0 {
+        return bad("task with a count of zero");
+    }
+    Ok(TaskBody { key, count, payload: &body[12..] })
+}
+
+/// `HELLO` from a worker.
+pub(crate) fn hello(out: &mut Vec<u8>, fingerprint: u64, pid: u32) {
+    let start = begin_frame(out, HELLO, 0);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    out.extend_from_slice(&fingerprint.to_le_bytes());
+    out.extend_from_slice(&pid.to_le_bytes());
+    end_frame(out, start).expect("a hello fits");
+}
+
+/// Version, fingerprint and pid of a `HELLO` body.
+pub(crate) fn parse_hello(body: &[u8]) -> Result<(u32, u64, u32), WireError> {
+    if body.len() != 16 {
+        return bad(format!("hello body of {} bytes, expected 16", body.len()));
+    }
+    Ok((
+        u32::from_le_bytes(body[..4].try_into().expect("4 bytes")),
+        u64::from_le_bytes(body[4..12].try_into().expect("8 bytes")),
+        u32::from_le_bytes(body[12..16].try_into().expect("4 bytes")),
+    ))
+}
+
+/// Starts a `DONE` frame; append the status bytes, then [`end_frame`].
+pub(crate) fn begin_done(out: &mut Vec<u8>, id: u64, status: u8, elapsed_ns: u64) -> usize {
+    let start = begin_frame(out, DONE, id);
+    out.push(status);
+    out.extend_from_slice(&elapsed_ns.to_le_bytes());
+    start
+}
+
+/// What a worker reports about one finished task (or batch).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Done<'a> {
+    /// Encoded output(s).
+    Ok(&'a [u8]),
+    /// Item `index` of the batch panicked.
+    Panic { index: u32, message: &'a str, location: &'a str },
+    /// The argument did not decode in the worker.
+    Decode(&'a str),
+    /// The result did not encode in the worker.
+    Encode(&'a str),
+    /// The worker has no task under that key.
+    Unknown,
+}
+
+/// Status, run time and details of a `DONE` body.
+pub(crate) fn parse_done(body: &[u8]) -> Result<(Done<'_>, u64), WireError> {
+    if body.len() < 9 {
+        return bad("done body shorter than its status and time");
+    }
+    let status = body[0];
+    let elapsed = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
+    let rest = &body[9..];
+    let done = match status {
+        ST_OK => Done::Ok(rest),
+        ST_PANIC => {
+            if rest.len() < 8 {
+                return bad("panic report shorter than its header");
+            }
+            let index = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+            let msg_len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
+            let Some(message) = rest.get(8..8usize.saturating_add(msg_len)) else {
+                return bad("panic message longer than its frame");
+            };
+            Done::Panic { index, message: text(message)?, location: text(&rest[8 + msg_len..])? }
+        }
+        ST_DECODE => Done::Decode(text(rest)?),
+        ST_ENCODE => Done::Encode(text(rest)?),
+        ST_UNKNOWN => Done::Unknown,
+        other => return bad(format!("unknown task status {other}")),
+    };
+    Ok((done, elapsed))
+}
+
+fn text(bytes: &[u8]) -> Result<&str, WireError> {
+    std::str::from_utf8(bytes).map_err(|_| WireError("message is not UTF-8".into()))
+}
+
+/// Appends a panic report (for a `DONE` with `ST_PANIC`).
+pub(crate) fn panic_report(out: &mut Vec<u8>, index: u32, message: &str, location: &str) {
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&(message.len() as u32).to_le_bytes());
+    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(location.as_bytes());
+}
+
+/// Accumulates bytes from a stream and hands out whole frames.
+///
+/// The buffer grows only with bytes actually read (at most [`READ_CHUNK`] more per read), never
+/// to a length a header merely claims.
+#[derive(Default)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+/// Bytes asked of the stream per read.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
+impl FrameReader {
+    pub(crate) fn new() -> Self {
+        FrameReader::default()
+    }
+
+    /// One `read` into the buffer; returns what `read` returned (0 means end of stream).
+    pub(crate) fn fill(&mut self, source: &mut impl Read) -> io::Result<usize> {
+        if self.start > 0 && (self.start == self.buf.len() || self.start > self.buf.len() / 2) {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + READ_CHUNK, 0);
+        let result = source.read(&mut self.buf[old..]);
+        let got = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(old + got);
+        result
+    }
+
+    /// Appends bytes directly (tests and fuzzing).
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame, if one is buffered.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WireError> {
+        match split_frame(&self.buf[self.start..])? {
+            None => Ok(None),
+            Some((_, used)) => {
+                let at = self.start;
+                self.start += used;
+                Ok(split_frame(&self.buf[at..at + used])?.map(|(frame, _)| frame))
+            }
+        }
+    }
+
+    /// True when a whole frame is waiting in the buffer.
+    pub(crate) fn has_frame(&self) -> bool {
+        matches!(split_frame(&self.buf[self.start..]), Ok(Some(_)) | Err(_))
+    }
+
+    /// Bytes buffered but not yet handed out.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_one_byte_at_a_time() {
+        let mut out = Vec::new();
+        let start = task_header(&mut out, 42, 7, 3);
+        out.extend_from_slice(b"payload");
+        end_frame(&mut out, start).unwrap();
+        empty_frame(&mut out, SHUTDOWN, 0);
+        let mut reader = FrameReader::new();
+        let mut seen = Vec::new();
+        for byte in &out {
+            reader.push_bytes(&[*byte]);
+            while let Some(frame) = reader.next_frame().unwrap() {
+                seen.push((frame.kind, frame.id, frame.body.to_vec()));
+            }
+        }
+        assert_eq!(seen.len(), 2);
+        assert_eq!((seen[0].0, seen[0].1), (TASK, 42));
+        let task = parse_task(&seen[0].2).unwrap();
+        assert_eq!(task, TaskBody { key: 7, count: 3, payload: b"payload" });
+        assert_eq!((seen[1].0, seen[1].2.len()), (SHUTDOWN, 0));
+    }
+
+    #[test]
+    fn a_4_gib_length_is_an_error_not_an_allocation() {
+        let mut reader = FrameReader::new();
+        reader.push_bytes(&u32::MAX.to_le_bytes());
+        reader.push_bytes(&[1; 20]);
+        assert!(reader.next_frame().is_err());
+        assert!(reader.pending() < 100);
+    }
+
+    #[test]
+    fn short_lengths_and_bodies_are_errors() {
+        assert!(split_frame(&[3, 0, 0, 0, 1, 2, 3]).is_err());
+        assert!(parse_task(&[0; 11]).is_err());
+        assert!(parse_task(&[0; 12]).is_err(), "a count of zero is malformed");
+        assert!(parse_hello(&[0; 15]).is_err());
+        assert!(parse_done(&[ST_PANIC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]).is_err());
+        assert!(parse_done(&[99, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn done_reports_round_trip() {
+        let mut out = Vec::new();
+        let start = begin_done(&mut out, 9, ST_PANIC, 1234);
+        panic_report(&mut out, 2, "boom", "src/x.rs:1:2");
+        end_frame(&mut out, start).unwrap();
+        let (frame, used) = split_frame(&out).unwrap().unwrap();
+        assert_eq!((frame.kind, frame.id, used), (DONE, 9, out.len()));
+        let (done, elapsed) = parse_done(frame.body).unwrap();
+        assert_eq!(elapsed, 1234);
+        assert_eq!(done, Done::Panic { index: 2, message: "boom", location: "src/x.rs:1:2" });
+    }
+}
