@@ -10,7 +10,7 @@
 
 use crate::error::BuildError;
 use crate::executor::Core;
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use std::sync::{OnceLock, Weak};
 

@@ -1,18 +1,14 @@
-//! The synchronisation primitives the scheduler is written against.
+//! The synchronisation primitives the sleep protocol (`scheduler/sleep.rs`) is written against.
 //!
 //! Normally these are `std` atomics and `parking_lot`'s mutex and condition variable. Under
 //! `--cfg loom` they are loom's, so that `tests/loom_sleep.rs` can explore every interleaving of
 //! the sleep/wake protocol (see `scheduler/sleep.rs`). Only what the protocol needs is here.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(loom))]
-pub(crate) use std::sync::Arc;
+pub(crate) use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-#[cfg(loom)]
-pub(crate) use loom::sync::Arc;
+pub(crate) use loom::sync::atomic::{fence, AtomicU64, Ordering};
 
 use std::time::Instant;
 

@@ -8,7 +8,7 @@
 //! already buffered): the executor knows exactly which task a dead worker was running, and
 //! which ones it never touched (those are rescheduled).
 
-use crate::sync::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use crate::task::{self, RunStatus, PANIC_LOCATION};
 use crate::wire::{self, FrameReader};
 use crate::sys;

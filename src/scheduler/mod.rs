@@ -31,7 +31,8 @@
 
 pub(crate) mod sleep;
 
-use crate::sync::{Arc, AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use sleep::{Sleep, Slept, SPIN_ROUNDS};
 use std::cell::Cell;

@@ -5,7 +5,8 @@
 //! leave the frame the latch lives in. So `set` copies whatever it needs (the registry and the
 //! owner's index) *before* the store that publishes completion.
 
-use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
+use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::thread_pool::{Registry, WorkerThread};
 
 /// Something a finished job can signal.
@@ -76,7 +77,7 @@ impl LockLatch {
     pub(crate) fn wait(&self) {
         let mut done = self.done.lock();
         while !*done {
-            done = self.condvar.wait(done);
+            self.condvar.wait(&mut done);
         }
     }
 }

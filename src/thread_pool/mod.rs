@@ -14,7 +14,7 @@ pub use scope::Scope;
 
 use crate::error::BuildError;
 use crate::scheduler::{Order, Queue, Shared, Wait};
-use crate::sync::Arc;
+use std::sync::Arc;
 use crate::unwind;
 use job::{HeapJob, JobRef, StackJob};
 use latch::{LockLatch, Probe, SpinLatch};

@@ -8,7 +8,7 @@
 use crate::thread_pool::job::HeapJob;
 use crate::thread_pool::latch::CountLatch;
 use crate::thread_pool::{Registry, WorkerThread};
-use crate::sync::Arc;
+use std::sync::Arc;
 use crate::unwind;
 use parking_lot::Mutex;
 use std::any::Any;
