@@ -99,7 +99,11 @@ mod tests {
     use super::*;
 
     fn fake(files: &[(&str, &str)]) -> PathBuf {
-        let root = std::env::temp_dir().join(format!("workpool-cgroup-{}-{}", std::process::id(), files.len() * 7 + files[0].1.len()));
+        let root = std::env::temp_dir().join(format!(
+            "workpool-cgroup-{}-{}",
+            std::process::id(),
+            files.len() * 7 + files[0].1.len()
+        ));
         let _ = fs::remove_dir_all(&root);
         for (path, text) in files {
             let p = root.join(path);
@@ -111,7 +115,10 @@ mod tests {
 
     #[test]
     fn v2_quota_rounds_up() {
-        let root = fake(&[("proc/self/cgroup", "0::/user.slice/app\n"), ("sys/fs/cgroup/user.slice/app/cpu.max", "150000 100000\n")]);
+        let root = fake(&[
+            ("proc/self/cgroup", "0::/user.slice/app\n"),
+            ("sys/fs/cgroup/user.slice/app/cpu.max", "150000 100000\n"),
+        ]);
         assert_eq!(cgroup_cpu_limit(&root), Some(2));
         fs::remove_dir_all(root).unwrap();
     }

@@ -10,8 +10,8 @@
 
 use crate::error::BuildError;
 use crate::executor::Core;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{OnceLock, Weak};
 
 /// Threads blocked waiting for a result right now.

@@ -116,7 +116,14 @@ impl Default for Parallel {
 impl Parallel {
     /// All CPUs, processes, automatic batches, a progress bar on a terminal.
     pub fn new() -> Self {
-        Parallel { n_jobs: -1, backend: Backend::default(), batch_size: None, progress: true, verbose: 0, executor: None }
+        Parallel {
+            n_jobs: -1,
+            backend: Backend::default(),
+            batch_size: None,
+            progress: true,
+            verbose: 0,
+            executor: None,
+        }
     }
 
     /// Number of parallel jobs, as joblib counts them: `n ≥ 1` exactly `n`; `-1` every CPU
@@ -453,7 +460,10 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
         let (outputs, elapsed_ns) = match pending {
             Pending::Process { completion, count } => {
                 let outcome = completion.wait_take(None).expect("notified after completion");
-                (outcome.and_then(|bytes| decode_outputs::<T::Output>(&bytes, count, completion.task())), completion.elapsed_ns())
+                (
+                    outcome.and_then(|bytes| decode_outputs::<T::Output>(&bytes, count, completion.task())),
+                    completion.elapsed_ns(),
+                )
             }
             Pending::Thread { slot } => slot.lock().take().expect("set before notifying"),
         };
@@ -492,7 +502,11 @@ fn run_batch<T: Task>(batch: Vec<T>) -> (Result<Vec<T::Output>, TaskError>, u64)
 }
 
 /// Decodes `count` consecutive outputs.
-fn decode_outputs<O: serde::de::DeserializeOwned>(bytes: &[u8], count: usize, task: &'static str) -> Result<Vec<O>, TaskError> {
+fn decode_outputs<O: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    count: usize,
+    task: &'static str,
+) -> Result<Vec<O>, TaskError> {
     let mut outputs = Vec::with_capacity(count);
     let mut rest = bytes;
     for _ in 0..count {
@@ -501,7 +515,9 @@ fn decode_outputs<O: serde::de::DeserializeOwned>(bytes: &[u8], count: usize, ta
                 outputs.push(value);
                 rest = &rest[used..];
             }
-            Err(message) => return Err(TaskError::new(ErrorKind::Codec { stage: "decoding the result", message }, task)),
+            Err(message) => {
+                return Err(TaskError::new(ErrorKind::Codec { stage: "decoding the result", message }, task))
+            }
         }
     }
     if rest.is_empty() {

@@ -44,10 +44,7 @@ impl<T> Mutex<T> {
 
 /// A condition variable; `wait_until` reports whether the deadline passed.
 #[derive(Default)]
-pub(crate) struct Condvar(
-    #[cfg(not(loom))] parking_lot::Condvar,
-    #[cfg(loom)] loom::sync::Condvar,
-);
+pub(crate) struct Condvar(#[cfg(not(loom))] parking_lot::Condvar, #[cfg(loom)] loom::sync::Condvar);
 
 impl Condvar {
     pub(crate) fn new() -> Self {

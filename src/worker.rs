@@ -8,13 +8,13 @@
 //! already buffered): the executor knows exactly which task a dead worker was running, and
 //! which ones it never touched (those are rescheduled).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
 use crate::wire::{self, FrameReader};
-use crate::sys;
 use std::io::{ErrorKind, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 

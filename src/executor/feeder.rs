@@ -28,13 +28,13 @@ use super::process::{self, Process};
 use super::{Core, Envelope, Slot};
 use crate::error::ErrorKind;
 use crate::scheduler::{Queue, Wait};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use crate::sys;
 use crate::wire::{self, Done, FrameReader, WireError};
 use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, IoSlice, Write};
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Work to keep queued in a worker beyond the running task, in nanoseconds of measured run time.
@@ -383,10 +383,12 @@ fn complete(completion: &Completion, done: Done<'_>) {
             completion.fail(ErrorKind::Panic { message: message.to_string(), location });
         }
         Done::Decode(message) => {
-            completion.fail(ErrorKind::Codec { stage: "decoding the argument in the worker", message: message.to_string() });
+            completion
+                .fail(ErrorKind::Codec { stage: "decoding the argument in the worker", message: message.to_string() });
         }
         Done::Encode(message) => {
-            completion.fail(ErrorKind::Codec { stage: "encoding the result in the worker", message: message.to_string() });
+            completion
+                .fail(ErrorKind::Codec { stage: "encoding the result in the worker", message: message.to_string() });
         }
         Done::Unknown => {
             completion.fail(ErrorKind::NotRegistered);

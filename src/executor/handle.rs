@@ -16,8 +16,8 @@ use parking_lot::{Condvar, Mutex};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::mpsc::Sender;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,7 +152,10 @@ pub(crate) fn decode_output<O: DeserializeOwned>(bytes: &[u8], task: &'static st
     match codec::decode::<O>(bytes) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(TaskError::new(
-            ErrorKind::Codec { stage: "decoding the result", message: format!("{} bytes left over", bytes.len() - used) },
+            ErrorKind::Codec {
+                stage: "decoding the result",
+                message: format!("{} bytes left over", bytes.len() - used),
+            },
             task,
         )),
         Err(message) => Err(TaskError::new(ErrorKind::Codec { stage: "decoding the result", message }, task)),
@@ -170,7 +173,10 @@ pub struct TaskHandle<O> {
 
 impl<O> fmt::Debug for TaskHandle<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskHandle").field("task", &self.completion.task).field("finished", &self.is_finished()).finish()
+        f.debug_struct("TaskHandle")
+            .field("task", &self.completion.task)
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }
 

@@ -23,15 +23,15 @@ pub use map::Map;
 use crate::codec;
 use crate::error::{BuildError, ErrorKind};
 use crate::scheduler::{Order, Shared};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use crate::task::{self, Task};
 use crate::wire;
 use handle::Completion;
 use parking_lot::Mutex;
 use std::fmt;
 use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -273,14 +273,26 @@ impl Executor {
     }
 
     pub(crate) fn submit_with<T: Task>(&self, task: T, notify: Option<(Sender<usize>, usize)>) -> Arc<Completion> {
-        self.core().submit_encoded(std::any::type_name::<T>(), task::entry_of::<T>(), 1, |out| codec::encode_into(&task, out), notify)
+        self.core().submit_encoded(
+            std::any::type_name::<T>(),
+            task::entry_of::<T>(),
+            1,
+            |out| codec::encode_into(&task, out),
+            notify,
+        )
     }
 
     /// Submits many arguments of `T` as one frame (a batch): the worker runs them in order and
     /// returns all outputs together, or the first failure.
     pub(crate) fn submit_batch<T: Task>(&self, tasks: &[T], notify: Option<(Sender<usize>, usize)>) -> Arc<Completion> {
         let encode = |out: &mut Vec<u8>| tasks.iter().try_for_each(|t| codec::encode_into(t, out));
-        self.core().submit_encoded(std::any::type_name::<T>(), task::entry_of::<T>(), tasks.len() as u32, encode, notify)
+        self.core().submit_encoded(
+            std::any::type_name::<T>(),
+            task::entry_of::<T>(),
+            tasks.len() as u32,
+            encode,
+            notify,
+        )
     }
 
     /// Runs every task and yields the results **in input order**, streaming: input is pulled
@@ -466,4 +478,3 @@ fn build(config: Config) -> Result<Executor, BuildError> {
     crate::ctrl_c::register(&core);
     Ok(Executor { owner })
 }
-

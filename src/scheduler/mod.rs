@@ -31,11 +31,11 @@
 
 pub(crate) mod sleep;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use sleep::{Sleep, Slept, SPIN_ROUNDS};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The state every worker of one scheduler shares.

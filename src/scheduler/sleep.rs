@@ -138,7 +138,12 @@ impl Sleep {
                 fence(Ordering::SeqCst);
                 return jec(state);
             }
-            match self.state.compare_exchange_weak(state, state.wrapping_add(JEC_ONE), Ordering::SeqCst, Ordering::SeqCst) {
+            match self.state.compare_exchange_weak(
+                state,
+                state.wrapping_add(JEC_ONE),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
                 Ok(_) => {
                     fence(Ordering::SeqCst);
                     return jec(state).wrapping_add(1);
@@ -151,7 +156,13 @@ impl Sleep {
     /// Steps 3 and 4: block worker `index` unless work was announced since `sleepy` or `ready()`
     /// holds. `ready` is checked under the worker's mutex after `blocked` is set, so a thread that
     /// makes it true and then calls [`Sleep::wake_worker`] cannot be missed.
-    pub(crate) fn sleep(&self, index: usize, sleepy: u32, ready: &dyn Fn() -> bool, deadline: Option<Instant>) -> Slept {
+    pub(crate) fn sleep(
+        &self,
+        index: usize,
+        sleepy: u32,
+        ready: &dyn Fn() -> bool,
+        deadline: Option<Instant>,
+    ) -> Slept {
         let me = &self.workers[index];
         let mut blocked = me.blocked.lock();
         let mut state = self.state.load(Ordering::SeqCst);
@@ -192,7 +203,12 @@ impl Sleep {
         fence(Ordering::SeqCst);
         let mut state = self.state.load(Ordering::SeqCst);
         while jec(state) % 2 == 1 {
-            match self.state.compare_exchange_weak(state, state.wrapping_add(JEC_ONE), Ordering::SeqCst, Ordering::SeqCst) {
+            match self.state.compare_exchange_weak(
+                state,
+                state.wrapping_add(JEC_ONE),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
                 Ok(_) => break,
                 Err(now) => state = now,
             }

@@ -5,9 +5,9 @@
 //! leave the frame the latch lives in. So `set` copies whatever it needs (the registry and the
 //! owner's index) *before* the store that publishes completion.
 
+use crate::thread_pool::{Registry, WorkerThread};
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use crate::thread_pool::{Registry, WorkerThread};
 
 /// Something a finished job can signal.
 pub(crate) trait Latch {

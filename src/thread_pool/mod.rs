@@ -14,13 +14,13 @@ pub use scope::Scope;
 
 use crate::error::BuildError;
 use crate::scheduler::{Order, Queue, Shared, Wait};
-use std::sync::Arc;
 use crate::unwind;
 use job::{HeapJob, JobRef, StackJob};
 use latch::{LockLatch, Probe, SpinLatch};
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 type PanicHandler = dyn Fn(Box<dyn Any + Send>) + Send + Sync;

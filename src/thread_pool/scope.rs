@@ -8,12 +8,12 @@
 use crate::thread_pool::job::HeapJob;
 use crate::thread_pool::latch::CountLatch;
 use crate::thread_pool::{Registry, WorkerThread};
-use std::sync::Arc;
 use crate::unwind;
 use parking_lot::Mutex;
 use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// A scope for spawning closures that may borrow anything that outlives it; see
 /// [`ThreadPool::scope`](crate::ThreadPool::scope).
