@@ -1,0 +1,235 @@
+//! Tasks and helpers shared by the integration tests. Each test file that uses workers
+//! includes this module and calls `workpool::test_support!()`.
+#![allow(dead_code, unreachable_pub)]
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use workpool::{Executor, Task};
+
+#[derive(Serialize, Deserialize)]
+pub struct Square(pub u64);
+impl Task for Square {
+    type Output = u64;
+    fn run(self) -> u64 {
+        self.0 * self.0
+    }
+}
+
+/// Sleeps, then answers with the worker's pid.
+#[derive(Serialize, Deserialize)]
+pub struct Nap(pub u64);
+impl Task for Nap {
+    type Output = u32;
+    fn run(self) -> u32 {
+        std::thread::sleep(Duration::from_millis(self.0));
+        std::process::id()
+    }
+}
+
+/// The worker's pid, at once.
+#[derive(Serialize, Deserialize)]
+pub struct Pid;
+impl Task for Pid {
+    type Output = u32;
+    fn run(self) -> u32 {
+        std::process::id()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Panic(pub String);
+impl Task for Panic {
+    type Output = u64;
+    fn run(self) -> u64 {
+        panic!("{}", self.0)
+    }
+}
+
+/// Ways for a task to take its worker down.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug)]
+pub enum Crash {
+    Abort,
+    Segfault,
+    Exit(i32),
+}
+impl Task for Crash {
+    type Output = u64;
+    fn run(self) -> u64 {
+        match self {
+            Crash::Abort => std::process::abort(),
+            Crash::Segfault => {
+                // SAFETY: none — this deliberately raises SIGSEGV, like a buggy native library.
+                unsafe { libc::raise(libc::SIGSEGV) };
+                unreachable!("SIGSEGV is fatal")
+            }
+            Crash::Exit(code) => std::process::exit(code),
+        }
+    }
+}
+
+/// Appends its id to a log file (O_APPEND, one write), then squares it, or crashes when told.
+/// The log proves how many times each task really ran.
+#[derive(Serialize, Deserialize)]
+pub struct Logged {
+    pub id: u64,
+    pub log: PathBuf,
+    pub crash: bool,
+}
+impl Task for Logged {
+    type Output = u64;
+    fn run(self) -> u64 {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        f.write_all(format!("{}\n", self.id).as_bytes()).expect("log write");
+        drop(f);
+        if self.crash {
+            std::process::abort();
+        }
+        self.id * self.id
+    }
+}
+
+/// Reads environment variables inside the worker.
+#[derive(Serialize, Deserialize)]
+pub struct Env(pub Vec<String>);
+impl Task for Env {
+    type Output = Vec<Option<String>>;
+    fn run(self) -> Vec<Option<String>> {
+        self.0.iter().map(|k| std::env::var(k).ok()).collect()
+    }
+}
+
+/// Allocates and leaks `mb` megabytes (touching every page), then answers with its pid.
+#[derive(Serialize, Deserialize)]
+pub struct Leak(pub usize);
+impl Task for Leak {
+    type Output = u32;
+    fn run(self) -> u32 {
+        let v = vec![1u8; self.0 << 20];
+        std::mem::forget(v);
+        std::process::id()
+    }
+}
+
+/// Prints to stdout and stderr (with bytes that look like frames), then answers.
+#[derive(Serialize, Deserialize)]
+pub struct Noisy(pub u64);
+impl Task for Noisy {
+    type Output = u64;
+    fn run(self) -> u64 {
+        let junk = [0xffu8, 0xff, 0xff, 0x7f, 12, 0, 0, 0, 0, 0, 0, 0, 0];
+        std::io::stdout().write_all(&junk).unwrap();
+        println!(" noisy task {} on stdout", self.0);
+        eprintln!("noisy task {} on stderr", self.0);
+        self.0 + 1
+    }
+}
+
+/// Serializes to an error (so `submit` must fail it without a worker).
+#[derive(Debug)]
+pub struct Unserializable;
+impl Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unserializable refuses to be serialized"))
+    }
+}
+impl<'de> Deserialize<'de> for Unserializable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unserializable)
+    }
+}
+impl Task for Unserializable {
+    type Output = u64;
+    fn run(self) -> u64 {
+        0
+    }
+}
+
+/// Serializes fine but refuses to deserialize (fails in the worker).
+pub struct Undecodable(pub u64);
+impl Serialize for Undecodable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        Err(serde::de::Error::custom(format!("Undecodable({v}) refuses to be deserialized")))
+    }
+}
+impl Task for Undecodable {
+    type Output = u64;
+    fn run(self) -> u64 {
+        self.0
+    }
+}
+
+/// Runs fine in the worker, but its output cannot be serialized there.
+#[derive(Serialize, Deserialize)]
+pub struct BadOutput;
+impl Task for BadOutput {
+    type Output = Unserializable;
+    fn run(self) -> Unserializable {
+        Unserializable
+    }
+}
+
+/// Never registered.
+#[derive(Serialize, Deserialize)]
+pub struct Stranger;
+impl Task for Stranger {
+    type Output = ();
+    fn run(self) {}
+}
+
+workpool::register!(Square, Nap, Pid, Panic, Crash, Logged, Env, Leak, Noisy, Unserializable, Undecodable, BadOutput);
+
+/// A worker that exited and was reaped has no /proc entry; a zombie is dead too (its parent may
+/// be gone and PID 1 may be slow to reap it).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
+
+/// Live worker pids of an executor.
+pub fn worker_pids(ex: &Executor) -> BTreeSet<u32> {
+    ex.workers().iter().filter_map(|w| w.pid).collect()
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("workpool-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn read_ids(log: &Path) -> Vec<u64> {
+    std::fs::read_to_string(log).unwrap_or_default().lines().map(|l| l.parse().unwrap()).collect()
+}
+
+/// Kills every pid in `pids` when dropped (so a failing test leaves no worker behind).
+pub struct KillOnDrop(pub Vec<u32>);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
