@@ -61,9 +61,10 @@ impl Task for Crash {
         match self {
             Crash::Abort => std::process::abort(),
             Crash::Segfault => {
-                // SAFETY: none — this deliberately raises SIGSEGV, like a buggy native library.
-                unsafe { libc::raise(libc::SIGSEGV) };
-                unreachable!("SIGSEGV is fatal")
+                // SAFETY: none: a deliberate invalid write, as a buggy native library would make.
+                // (`raise(SIGSEGV)` is not enough: std's handler returns from a raised SIGSEGV.)
+                unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
+                unreachable!("writing through a null pointer faults")
             }
             Crash::Exit(code) => std::process::exit(code),
         }
