@@ -404,9 +404,11 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
         }
     }
 
-    /// Dispatches batches while the window has room and input remains.
+    /// Dispatches batches while the window has room and input remains. Finished batches still
+    /// waiting in the reorder buffer count against the window: otherwise one slow batch at the
+    /// head would let dispatch (and memory) run arbitrarily far ahead of the consumer.
     fn top_up(&mut self) {
-        while self.pending.len() < IN_FLIGHT_PER_JOB * self.jobs {
+        while self.pending.len() + self.ready.len() < IN_FLIGHT_PER_JOB * self.jobs {
             let size = self.sizer.next(self.remaining, self.jobs);
             let batch: Vec<T> = self.input.by_ref().take(size).collect();
             if batch.is_empty() {
