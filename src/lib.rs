@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
+// The examples must show `fn main`: `workpool::init()` has to be its first statement.
+#![allow(clippy::needless_doctest_main)]
 
 mod codec;
 mod cpu;

@@ -52,16 +52,6 @@ pub(crate) fn kill(pid: u32) {
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
 }
 
-/// Sends `signal` to process `pid` (tests and examples use this to play the terminal).
-pub(crate) fn signal(pid: i32, signal: i32) -> io::Result<()> {
-    // SAFETY: as above.
-    if unsafe { libc::kill(pid, signal) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// The parent process id.
 pub(crate) fn parent_pid() -> u32 {
     // SAFETY: getppid cannot fail.

@@ -257,6 +257,7 @@ impl FrameReader {
     }
 
     /// Appends bytes directly (tests and fuzzing).
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
@@ -279,6 +280,7 @@ impl FrameReader {
     }
 
     /// Bytes buffered but not yet handed out.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.start
     }

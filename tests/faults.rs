@@ -286,7 +286,7 @@ fn a_real_sigint_interrupts_a_map_and_the_program_goes_on_and_exits_cleanly() {
         }
         if line == "READY" && !sent {
             std::thread::sleep(Duration::from_millis(300)); // the slow map is running
-            // What the terminal does on Ctrl-C: SIGINT to the foreground process group.
+                                                            // What the terminal does on Ctrl-C: SIGINT to the foreground process group.
             unsafe { libc::kill(-pgid, libc::SIGINT) };
             sent = true;
         }

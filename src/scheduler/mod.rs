@@ -102,11 +102,6 @@ impl<J: Send> Shared<J> {
         (shared, queues)
     }
 
-    /// Number of workers.
-    pub(crate) fn workers(&self) -> usize {
-        self.stealers.len()
-    }
-
     /// Queues a job from any thread.
     pub(crate) fn inject(&self, job: J) {
         self.injector.push(job);
@@ -152,11 +147,6 @@ impl<J: Send> Shared<J> {
         }
     }
 
-    /// True when no job is queued anywhere (a snapshot).
-    pub(crate) fn is_empty(&self) -> bool {
-        self.injector.is_empty() && self.stealers.iter().all(Stealer::is_empty)
-    }
-
     /// Starts termination: idle workers leave once no work is left.
     pub(crate) fn terminate(&self) {
         self.terminating.store(true, Ordering::SeqCst);
@@ -174,10 +164,6 @@ impl<J: Send> Queue<J> {
         self.index
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared<J>> {
-        &self.shared
-    }
-
     /// Pushes onto this worker's own deque (stealable by the others).
     pub(crate) fn push(&self, job: J) {
         self.deque.push(job);
@@ -187,11 +173,6 @@ impl<J: Send> Queue<J> {
     /// Pops this worker's own deque only.
     pub(crate) fn pop(&self) -> Option<J> {
         self.deque.pop()
-    }
-
-    /// Jobs in this worker's own deque (a snapshot).
-    pub(crate) fn local_len(&self) -> usize {
-        self.deque.len()
     }
 
     /// One full search: local deque, injector, then the other workers from a random start.
