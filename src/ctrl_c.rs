@@ -43,6 +43,8 @@ pub(crate) fn interrupts() -> u64 {
 }
 
 pub(crate) fn register(core: &std::sync::Arc<Core>) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| crate::sys::at_exit(stop_all_workers));
     let mut all = EXECUTORS.lock();
     all.retain(|w| w.strong_count() > 0);
     all.push(std::sync::Arc::downgrade(core));
@@ -50,6 +52,18 @@ pub(crate) fn register(core: &std::sync::Arc<Core>) {
 
 fn live_executors() -> Vec<std::sync::Arc<Core>> {
     EXECUTORS.lock().iter().filter_map(Weak::upgrade).collect()
+}
+
+/// At exit: kill and reap the workers of every executor still alive (the reusable one lives in
+/// a static and is never dropped). Their feeders would not outlive this process anyway.
+extern "C" fn stop_all_workers() {
+    // `try_lock`: never block process exit on a lock some other thread might hold.
+    let Some(all) = EXECUTORS.try_lock() else { return };
+    let cores: Vec<_> = all.iter().filter_map(Weak::upgrade).collect();
+    drop(all);
+    for core in cores {
+        core.kill_all();
+    }
 }
 
 /// Installs the Ctrl-C handler (opt-in; calling it again is harmless).
@@ -73,9 +87,7 @@ pub fn handle_ctrl_c() -> Result<(), BuildError> {
 /// What a Ctrl-C does (runs on the `ctrlc` crate's handler thread).
 fn on_ctrl_c() {
     if WAITING.load(Ordering::SeqCst) == 0 {
-        for core in live_executors() {
-            core.kill_all();
-        }
+        // The usual meaning of Ctrl-C; the exit hook kills and reaps the workers.
         std::process::exit(130);
     }
     interrupt();

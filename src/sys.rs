@@ -52,6 +52,18 @@ pub(crate) fn kill(pid: u32) {
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
 }
 
+/// Waits for child `pid` to exit and reaps it (no-op if it was already reaped by someone else).
+pub(crate) fn reap(pid: u32) {
+    // SAFETY: waitpid with a null status pointer is allowed; an unknown pid yields ECHILD.
+    unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0) };
+}
+
+/// Runs `hook` when the process exits normally (return from `main` or `std::process::exit`).
+pub(crate) fn at_exit(hook: extern "C" fn()) {
+    // SAFETY: registering a plain `extern "C" fn()` has no other precondition.
+    unsafe { libc::atexit(hook) };
+}
+
 /// The parent process id.
 pub(crate) fn parent_pid() -> u32 {
     // SAFETY: getppid cannot fail.

@@ -81,7 +81,9 @@ fn sigkill_on_an_idle_worker_costs_no_task() {
     for pid in worker_pids(&ex) {
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
-    assert!(wait_until(Duration::from_secs(2), || pids.iter().all(|&p| process_gone(p))));
+    // Reaped, not left as zombies, even though no task is coming to wake the feeders.
+    assert!(wait_until(Duration::from_secs(2), || pids.iter().all(|&p| reaped(p))), "idle-killed workers not reaped");
+    assert!(worker_pids(&ex).is_empty());
     let got: Vec<u64> = ex.map((0..100).map(Square)).map(Result::unwrap).collect();
     assert_eq!(got.len(), 100, "no task failed after idle workers were killed");
 }
@@ -200,6 +202,7 @@ fn child_program() {
     match std::env::var(CHILD).as_deref() {
         Ok("orphan") => orphan_parent(),
         Ok("sigint") => sigint_program(),
+        Ok("exit") => exit_program(),
         _ => {}
     }
 }
@@ -234,6 +237,18 @@ fn sigint_program() {
     std::process::exit(0);
 }
 
+/// Uses the reusable executor and a plain one, prints the worker pids, and returns from main
+/// (here: exits) without dropping anything.
+fn exit_program() {
+    let reusable = Executor::builder().workers(2).reusable().unwrap();
+    let plain = executor(1);
+    let mut pids: Vec<u32> = reusable.map((0..4).map(|_| Nap(20))).map(Result::unwrap).collect();
+    pids.push(plain.submit(Pid).join().unwrap());
+    println!("PIDS {}", pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+    std::mem::forget(plain);
+    std::process::exit(0);
+}
+
 fn child(mode: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["child_program", "--exact", "--nocapture", "--test-threads=1", "-q"])
@@ -250,6 +265,7 @@ fn parse_pids(line: &str) -> Vec<u32> {
 
 #[test]
 fn workers_die_with_their_parent() {
+    become_subreaper(); // the orphans become our children: dead ones can be reaped, not left as zombies
     let mut parent = child("orphan");
     let mut lines = BufReader::new(parent.stdout.take().unwrap()).lines();
     let pids = loop {
@@ -264,11 +280,28 @@ fn workers_die_with_their_parent() {
     parent.wait().unwrap();
     let start = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(2), || pids.iter().all(|&p| process_gone(p))),
+        wait_until(Duration::from_secs(2), || pids.iter().all(|&p| reap_if_ours(p))),
         "workers outlived their parent by 2 s: {:?}",
-        pids.iter().filter(|&&p| !process_gone(p)).collect::<Vec<_>>()
+        pids.iter().filter(|&&p| !reaped(p)).collect::<Vec<_>>()
     );
     eprintln!("workers gone {:?} after the parent was killed", start.elapsed());
+}
+
+#[test]
+fn a_program_that_exits_leaves_no_worker_not_even_a_zombie() {
+    // Orphaned workers are re-parented to this test process, which does not reap them during
+    // the check, so only workers the program reaped itself vanish.
+    become_subreaper();
+    let mut program = child("exit");
+    let mut lines = BufReader::new(program.stdout.take().unwrap()).lines();
+    let pids = lines.find_map(|l| l.ok().filter(|l| l.starts_with("PIDS")).map(|l| parse_pids(&l))).unwrap();
+    let _guard = KillOnDrop(pids.clone());
+    assert_eq!(program.wait().unwrap().code(), Some(0));
+    assert!(
+        wait_until(Duration::from_secs(2), || pids.iter().all(|&p| reaped(p))),
+        "left behind: {:?}",
+        pids.iter().filter(|&&p| !reaped(p)).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -301,5 +334,5 @@ fn a_real_sigint_interrupts_a_map_and_the_program_goes_on_and_exits_cleanly() {
     assert!(ms < 3_000, "the map must return promptly after Ctrl-C: {interrupted}");
     assert!(interrupted.starts_with("INTERRUPTED 1 "), "one interrupted error, then the map ends: {interrupted}");
     assert!(output.iter().any(|l| l == "AFTER 20"), "the executor works after Ctrl-C:\n{text}");
-    assert!(wait_until(Duration::from_secs(2), || all_pids.iter().all(|&p| process_gone(p))), "worker left behind");
+    assert!(wait_until(Duration::from_secs(2), || all_pids.iter().all(|&p| reaped(p))), "worker left behind");
 }

@@ -49,6 +49,9 @@ const MAX_IOVECS: usize = 64;
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// Longest poll, as a safety net against any missed event.
 const POLL_TICK: Duration = Duration::from_millis(250);
+/// How often an idle feeder checks that its idle worker is still alive (so that one killed
+/// while idle is reaped promptly instead of lingering as a zombie until the next task).
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// Minimum time between two resident-memory checks of one worker.
 const RSS_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -113,10 +116,12 @@ impl Feeder {
                     continue;
                 }
             }
-            let deadline = self.live.as_ref().map(|l| l.idle_since + self.core.config.idle_timeout);
-            match self.queue.wait(&|| false, deadline, true) {
+            let idle_until = self.live.as_ref().map(|l| l.idle_since + self.core.config.idle_timeout);
+            let wake = idle_until.map(|until| until.min(Instant::now() + IDLE_CHECK));
+            match self.queue.wait(&|| false, wake, true) {
                 Wait::Job(env) => self.held = Some(env),
-                Wait::TimedOut => self.close_process(),
+                Wait::TimedOut if idle_until.is_some_and(|until| Instant::now() >= until) => self.close_process(),
+                Wait::TimedOut => self.check_idle_process(),
                 Wait::Terminated => break,
                 Wait::Ready => {}
             }
@@ -324,6 +329,15 @@ impl Feeder {
                 live.kill = Some(Kill::Timeout(limit));
                 sys::kill(live.process.pid);
             }
+        }
+    }
+
+    /// An idle worker has nothing to say: a readable or hung-up socket means it died.
+    fn check_idle_process(&mut self) {
+        let Some(live) = &self.live else { return };
+        match sys::poll(live.process.socket.as_fd(), false, Some(Duration::ZERO)) {
+            Ok(ready) if !(ready.readable || ready.hangup) => {}
+            _ => self.on_death(None),
         }
     }
 

@@ -111,13 +111,15 @@ impl Core {
         }
     }
 
-    /// Kills every worker at once (the process is about to exit).
+    /// Kills every worker at once and reaps it (the process is about to exit: nobody else
+    /// would reap them, and PID 1 is not always a good reaper).
     pub(crate) fn kill_all(&self) {
-        for slot in self.slots.iter() {
-            let pid = slot.pid.load(Ordering::SeqCst);
-            if pid != 0 {
-                crate::sys::kill(pid);
-            }
+        let pids: Vec<u32> = self.slots.iter().map(|s| s.pid.load(Ordering::SeqCst)).filter(|&p| p != 0).collect();
+        for &pid in &pids {
+            crate::sys::kill(pid);
+        }
+        for pid in pids {
+            crate::sys::reap(pid);
         }
     }
 

@@ -197,6 +197,11 @@ pub fn process_gone(pid: u32) -> bool {
     }
 }
 
+/// No /proc entry at all: exited *and* reaped (zombies do not count as gone).
+pub fn reaped(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -225,12 +230,28 @@ pub fn read_ids(log: &Path) -> Vec<u64> {
     std::fs::read_to_string(log).unwrap_or_default().lines().map(|l| l.parse().unwrap()).collect()
 }
 
-/// Kills every pid in `pids` when dropped (so a failing test leaves no worker behind).
+/// Makes this test process the reaper of its orphaned descendants (process-wide), so that
+/// workers orphaned by a killed child program become *our* children, and can be reaped here.
+pub fn become_subreaper() {
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+}
+
+/// Reaps `pid` if it is a dead child of ours (no-op otherwise); true once it has no /proc entry.
+pub fn reap_if_ours(pid: u32) -> bool {
+    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
+    reaped(pid)
+}
+
+/// Kills every pid in `pids` when dropped, and reaps those that became our children, so a test
+/// leaves nothing behind even when it fails.
 pub struct KillOnDrop(pub Vec<u32>);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         for &pid in &self.0 {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        for &pid in &self.0 {
+            wait_until(Duration::from_millis(500), || reap_if_ours(pid));
         }
     }
 }
