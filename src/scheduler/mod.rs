@@ -102,6 +102,18 @@ impl<J: Send> Shared<J> {
         (shared, queues)
     }
 
+    /// Number of workers.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn workers(&self) -> usize {
+        self.stealers.len()
+    }
+
+    /// True when no job is queued anywhere (a snapshot).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.injector.is_empty() && self.stealers.iter().all(Stealer::is_empty)
+    }
+
     /// Queues a job from any thread.
     pub(crate) fn inject(&self, job: J) {
         self.injector.push(job);
@@ -168,6 +180,12 @@ impl<J: Send> Queue<J> {
     pub(crate) fn push(&self, job: J) {
         self.deque.push(job);
         self.shared.sleep.new_jobs(1);
+    }
+
+    /// Jobs in this worker's own deque (a snapshot).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn local_len(&self) -> usize {
+        self.deque.len()
     }
 
     /// Pops this worker's own deque only.
