@@ -16,6 +16,18 @@ use std::sync::OnceLock;
 
 /// A unit of work that can run in a worker process (or on a thread).
 ///
+/// Tasks must be `Send` (the thread backend moves them between threads):
+///
+/// ```compile_fail
+/// use std::rc::Rc;
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct NotSend(#[serde(skip)] Rc<u8>);
+/// impl workpool::Task for NotSend { // error: `Rc<u8>` cannot be sent between threads
+///     type Output = ();
+///     fn run(self) {}
+/// }
+/// ```
+///
 /// The task value is the argument: it is serialized, sent to a worker, deserialized, and
 /// `run`; the output travels back the same way. Make the type runnable in workers with
 /// [`register!`](crate::register).

@@ -210,6 +210,15 @@ impl ThreadPool {
     /// builder's panic handler, or is printed on stderr, and the pool thread lives on.
     ///
     /// Dropping the pool runs every job spawned before, then joins the threads.
+    ///
+    /// The closure must be `'static`: borrowing from the caller is what [`scope`](Self::scope)
+    /// is for.
+    ///
+    /// ```compile_fail
+    /// let pool = workpool::ThreadPool::new(1);
+    /// let local = String::from("borrowed");
+    /// pool.spawn(|| println!("{local}")); // error: `local` does not live long enough
+    /// ```
     pub fn spawn<F>(&self, f: F)
     where
         F: FnOnce() + Send + 'static,
@@ -247,6 +256,16 @@ impl ThreadPool {
     ///
     /// The scope body runs on a pool thread. A panic in the body or in any spawned closure is
     /// resumed here after all of them have finished.
+    ///
+    /// Spawned closures may only borrow what outlives the scope:
+    ///
+    /// ```compile_fail
+    /// let pool = workpool::ThreadPool::new(1);
+    /// pool.scope(|s| {
+    ///     let short = String::from("dropped at the end of the body");
+    ///     s.spawn(|| println!("{short}")); // error: `short` does not live long enough
+    /// });
+    /// ```
     pub fn scope<'env, F, R>(&self, f: F) -> R
     where
         F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R + Send,
