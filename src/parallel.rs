@@ -345,6 +345,9 @@ pub struct ParallelIter<T: Task, I> {
     interrupts: u64,
     progress: Progress,
     ended: bool,
+    /// While the iterator is being consumed, Ctrl-C interrupts it (even between two `next`
+    /// calls, and on the inline runner) instead of exiting the program.
+    waiting: Option<ctrl_c::Waiting>,
 }
 
 impl<T: Task, I> fmt::Debug for ParallelIter<T, I> {
@@ -362,7 +365,8 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
         } else {
             options.backend
         };
-        let runner = if jobs == 1 {
+        // `n_jobs(1)` runs inline, unless an executor was given explicitly: then it is used.
+        let runner = if jobs == 1 && options.executor.is_none() {
             Runner::Inline
         } else {
             match backend {
@@ -401,6 +405,7 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
             interrupts: ctrl_c::interrupts(),
             progress: Progress::new(options.progress, options.verbose, remaining, jobs),
             ended: false,
+            waiting: None,
         }
     }
 
@@ -446,12 +451,11 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
 
     /// Waits for the next finished batch; its outputs, or the error that ends the run.
     fn collect_one(&mut self) -> Result<(usize, Vec<T::Output>), TaskError> {
-        let _waiting = ctrl_c::Waiting::enter();
         let tag = loop {
             match self.rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(tag) => break tag,
                 Err(RecvTimeoutError::Timeout) => {
-                    if ctrl_c::interrupts() != self.interrupts && matches!(self.runner, Runner::Threads(_)) {
+                    if self.interrupted() && matches!(self.runner, Runner::Threads(_)) {
                         return Err(TaskError::new(ErrorKind::Interrupted, std::any::type_name::<T>()));
                     }
                 }
@@ -475,8 +479,13 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
         Ok((tag, outputs))
     }
 
+    fn interrupted(&self) -> bool {
+        ctrl_c::interrupts() != self.interrupts
+    }
+
     fn stop(&mut self) {
         self.ended = true;
+        self.waiting = None;
         self.abort.store(true, Ordering::Relaxed);
         for (_, pending) in self.pending.drain() {
             if let Pending::Process { completion, .. } = pending {
@@ -536,12 +545,17 @@ impl<T: Task, I: Iterator<Item = T>> Iterator for ParallelIter<T, I> {
         if self.ended {
             return None;
         }
+        self.waiting.get_or_insert_with(ctrl_c::Waiting::enter);
         if let Runner::Inline = self.runner {
             let task = self.input.next();
             let Some(task) = task else {
-                self.progress.finish();
+                self.stop();
                 return None;
             };
+            if self.interrupted() {
+                self.stop();
+                return Some(Err(TaskError::new(ErrorKind::Interrupted, std::any::type_name::<T>())));
+            }
             let result = match run_batch(vec![task]) {
                 (Ok(mut out), _) => Ok(out.pop().expect("one output")),
                 (Err(e), _) => Err(e),
@@ -571,8 +585,8 @@ impl<T: Task, I: Iterator<Item = T>> Iterator for ParallelIter<T, I> {
             self.top_up();
             if self.pending.is_empty() {
                 self.progress.finish();
-                self.ended = self.ready.is_empty();
-                if self.ended {
+                if self.ready.is_empty() {
+                    self.stop();
                     return None;
                 }
                 continue;

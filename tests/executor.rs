@@ -32,6 +32,21 @@ fn workers_start_lazily() {
 }
 
 #[test]
+fn worker_counters_are_settled_when_join_returns() {
+    let ex = executor(1);
+    for i in 1..=300u64 {
+        ex.submit(Square(i)).join().unwrap();
+        let w = &ex.workers()[0];
+        assert_eq!((w.tasks_run, w.in_flight), (i, 0), "snapshot right after join #{i}: {w:?}");
+    }
+    let pid = ex.workers()[0].pid.unwrap();
+    assert!(ex.submit(Crash::Abort).join().unwrap_err().is_worker_death());
+    let w = &ex.workers()[0];
+    assert_eq!((w.deaths, w.in_flight), (1, 0), "{w:?}");
+    assert_ne!(w.pid, Some(pid), "the dead worker is no longer listed: {w:?}");
+}
+
+#[test]
 fn many_threads_submit_at_once() {
     let ex = executor(2);
     let threads: Vec<_> = (0..8u64)

@@ -226,7 +226,13 @@ fn sigint_program() {
     println!("PIDS {}", pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
     println!("READY");
     let start = Instant::now();
-    let results: Vec<_> = ex.map((0..50).map(|_| Nap(1_000))).collect();
+    // A slow consumer: most of the time is spent in the loop body, between two `next` calls,
+    // and a Ctrl-C there must interrupt the map too, not end the program.
+    let mut results = Vec::new();
+    for r in ex.map((0..500).map(|_| Nap(10))) {
+        std::thread::sleep(Duration::from_millis(25));
+        results.push(r);
+    }
     let interrupted = results.iter().filter(|r| r.as_ref().is_err_and(TaskError::is_interrupted)).count();
     println!("INTERRUPTED {interrupted} after {} ms, {} results", start.elapsed().as_millis(), results.len());
     let after: Vec<u64> = ex.map((0..20).map(Square)).map(Result::unwrap).collect();

@@ -169,6 +169,13 @@ fn thread_caps_are_seen_inside_workers() {
 }
 
 #[test]
+fn an_explicit_executor_is_used_even_with_one_job() {
+    let ex = Executor::builder().workers(1).build().unwrap();
+    let pids = Parallel::new().executor(ex).n_jobs(1).progress(false).run((0..5).map(|_| Pid)).unwrap();
+    assert!(pids.iter().all(|&p| p != std::process::id()), "ran inline instead of on the executor");
+}
+
+#[test]
 fn effective_n_jobs_uses_cpu_count() {
     let cpus = workpool::cpu_count();
     assert_eq!(Parallel::new().n_jobs(-1).effective_n_jobs(), cpus);

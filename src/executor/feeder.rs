@@ -152,8 +152,13 @@ impl Feeder {
             if !env.completion.dispatch() {
                 continue; // cancelled while queued
             }
-            if self.live.is_none() && !self.start_process(&env.completion) {
-                continue;
+            if self.live.is_none() {
+                // Visible as in flight while its worker starts.
+                self.slot.inflight.store(1, Ordering::SeqCst);
+                if !self.start_process(&env.completion) {
+                    self.slot.inflight.store(0, Ordering::SeqCst);
+                    continue;
+                }
             }
             let live = self.live.as_mut().expect("started above");
             live.inflight.push_back(InFlight { env, started: false });
@@ -300,12 +305,13 @@ impl Feeder {
                     let f = live.inflight.pop_front().expect("front exists");
                     live.unsent -= 1;
                     live.running_since = None;
-                    f.env.completion.set_elapsed(elapsed_ns);
-                    complete(&f.env.completion, done);
                     let sample = elapsed_ns as f64;
                     self.avg_ns = if self.avg_ns <= 0.0 { sample } else { 0.8 * self.avg_ns + 0.2 * sample };
-                    slot.tasks_run.fetch_add(1, Ordering::Relaxed);
-                    slot.inflight.store(live.inflight.len(), Ordering::Relaxed);
+                    // Counters first: whoever `join` wakes must see the task counted as done.
+                    slot.tasks_run.fetch_add(1, Ordering::SeqCst);
+                    slot.inflight.store(live.inflight.len(), Ordering::SeqCst);
+                    f.env.completion.set_elapsed(elapsed_ns);
+                    complete(&f.env.completion, done);
                     live.idle_since = Instant::now();
                     if let Some(ceiling) = core.config.max_worker_memory {
                         if live.idle_since.duration_since(live.rss_checked) >= RSS_INTERVAL {
@@ -351,9 +357,11 @@ impl Feeder {
         let cause = process::reap(&mut live.process.child, EXIT_GRACE);
         let cause = broken.unwrap_or(cause);
         let interrupted = self.slot.interrupt.swap(0, Ordering::SeqCst) != 0;
+        // Counters before any handle is completed (see handle_frames); the death is counted
+        // before the pid disappears, so no snapshot shows a vanished worker that did not die.
+        self.slot.deaths.fetch_add(1, Ordering::SeqCst);
         self.slot.pid.store(0, Ordering::SeqCst);
-        self.slot.inflight.store(0, Ordering::Relaxed);
-        self.slot.deaths.fetch_add(1, Ordering::Relaxed);
+        self.slot.inflight.store(0, Ordering::SeqCst);
         let pid = live.process.pid;
         let mut again = Vec::new();
         for f in live.inflight.drain(..) {

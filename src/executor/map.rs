@@ -20,6 +20,9 @@ pub struct Map<O, I> {
     window: VecDeque<TaskHandle<O>>,
     limit: usize,
     ended: bool,
+    /// While a map is being consumed, a Ctrl-C interrupts it (even between two `next` calls)
+    /// instead of exiting the program.
+    waiting: Option<crate::ctrl_c::Waiting>,
 }
 
 impl<O, I> fmt::Debug for Map<O, I> {
@@ -31,7 +34,7 @@ impl<O, I> fmt::Debug for Map<O, I> {
 impl<O, I: Iterator> Map<O, I> {
     pub(crate) fn new(executor: Executor, input: I) -> Self {
         let limit = executor.num_workers() * IN_FLIGHT_PER_WORKER;
-        Map { executor, input: input.fuse(), window: VecDeque::new(), limit, ended: false }
+        Map { executor, input: input.fuse(), window: VecDeque::new(), limit, ended: false, waiting: None }
     }
 }
 
@@ -47,13 +50,19 @@ where
         if self.ended {
             return None;
         }
+        self.waiting.get_or_insert_with(crate::ctrl_c::Waiting::enter);
         while self.window.len() < self.limit {
             match self.input.next() {
                 Some(task) => self.window.push_back(self.executor.submit(task)),
                 None => break,
             }
         }
-        let result = self.window.pop_front()?.join();
+        let Some(next) = self.window.pop_front() else {
+            self.ended = true;
+            self.waiting = None;
+            return None;
+        };
+        let result = next.join();
         if result.as_ref().is_err_and(TaskError::is_interrupted) {
             self.cancel_rest();
         }
@@ -64,6 +73,7 @@ where
 impl<O, I> Map<O, I> {
     fn cancel_rest(&mut self) {
         self.ended = true;
+        self.waiting = None;
         for handle in self.window.drain(..) {
             handle.cancel();
         }

@@ -320,10 +320,10 @@ impl Executor {
                 let pid = s.pid.load(Ordering::SeqCst);
                 WorkerInfo {
                     pid: (pid != 0).then_some(pid),
-                    in_flight: s.inflight.load(Ordering::Relaxed),
-                    tasks_run: s.tasks_run.load(Ordering::Relaxed),
-                    starts: s.starts.load(Ordering::Relaxed),
-                    deaths: s.deaths.load(Ordering::Relaxed),
+                    in_flight: s.inflight.load(Ordering::SeqCst),
+                    tasks_run: s.tasks_run.load(Ordering::SeqCst),
+                    starts: s.starts.load(Ordering::SeqCst),
+                    deaths: s.deaths.load(Ordering::SeqCst),
                 }
             })
             .collect()
