@@ -18,9 +18,10 @@
 //!    JEC is even it increments it to odd (an RMW on `state`), then issues a `SeqCst` fence and
 //!    remembers the odd value `E`.
 //! 2. It searches every queue once more. Work found: it runs it (its sleepiness simply lapses).
-//! 3. It locks its own mutex and, with one compare-exchange on `state`, increments the sleeper
-//!    count **only if the JEC is still `E`**. If the JEC moved, new work was announced since
-//!    step 1: it unlocks and searches again.
+//! 3. It locks its own mutex, raises its `awake → blocked` flag `is_blocked` (a `SeqCst` store),
+//!    and, with one compare-exchange on `state`, increments the sleeper count **only if the JEC
+//!    is still `E`**. If the JEC moved, new work was announced since step 1: it lowers the flag,
+//!    unlocks and searches again.
 //! 4. It sets `blocked`, checks its wake-up condition one last time (a latch, termination), and
 //!    waits on its condition variable until `blocked` is cleared (or its deadline passes, in
 //!    which case it clears `blocked` and decrements the count itself).
@@ -29,9 +30,10 @@
 //!
 //! After pushing a job, a producer issues a `SeqCst` fence and loads `state`. If the JEC is odd it
 //! bumps it to even (compare-exchange loop). If the value it finally observed counts any sleeper,
-//! it wakes one: it locks sleeping workers' mutexes in turn until it finds one with `blocked` set,
-//! clears it, decrements the count and notifies. In the common busy case (JEC even, nobody
-//! asleep) a push costs a fence and a load: no read-modify-write on shared state.
+//! it wakes one: it looks at the workers' `is_blocked` flags and, for a raised one, locks that
+//! worker's mutex; if `blocked` is set it clears it, decrements the count and notifies. In the
+//! common busy case (JEC even, nobody asleep) a push costs a fence and a load: no
+//! read-modify-write on shared state, no lock.
 //!
 //! # Why no wake-up is lost
 //!
@@ -48,12 +50,20 @@
 //!   a sleeper and `P` wakes a sleeper. If the JEC `P` sees is already even, someone bumped it
 //!   after `W`'s step 1, and `W`'s step-3 CAS fails the same way.
 //! * Waking "a" sleeper rather than `W` itself is enough: whoever is woken searches all queues.
+//! * A waker that read a sleeper count including `W` also sees `W`'s `is_blocked` raised: `W`
+//!   raised it (`SeqCst`) before its registering CAS, which precedes the waker's load of `state`,
+//!   which precedes its load of `is_blocked`, all in the single `SeqCst` order. It then locks
+//!   `W`'s mutex, which `W` holds until it waits, so it finds `blocked` set.
 //! * `blocked` is only set and cleared under the worker's mutex, and the worker checks it
 //!   under that mutex before waiting, so a notification cannot fall between check and wait.
 //!
-//! The same argument covers targeted wake-ups ([`Sleep::wake_worker`], used by latches and by
-//! termination): the setter stores its flag with `SeqCst` and then locks the sleeper's mutex;
-//! the sleeper checks the flag under that mutex after setting `blocked` (step 4).
+//! Targeted wake-ups ([`Sleep::wake_worker`], used by latches and by termination) are the
+//! store-buffering pattern with `SeqCst` on both sides: the setter stores its flag (a latch)
+//! and then loads `is_blocked`; the sleeper stores `is_blocked` and then (step 4) loads the flag.
+//! One of them sees the other's store: either the sleeper sees the flag and does not wait, or
+//! the setter sees `is_blocked` and takes the mutex to wake it. A setter that sees the flag
+//! lowered skips the mutex entirely: a latch set while its owner is awake costs no lock (rayon's
+//! latches make the same saving).
 //!
 //! The JEC is 32 bits: a worker that got sleepy at `E` and was descheduled while exactly 2³¹
 //! events passed would wrongly register. Like rayon-core, we accept that as impossible in
@@ -66,7 +76,7 @@
 //! `yield_now` made mostly-idle pools burn whole cores (rayon issue 642); an idle pool here
 //! costs nothing once its workers are blocked.
 
-use crate::sync::{fence, AtomicU64, Condvar, Mutex, Ordering};
+use crate::sync::{fence, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 use crossbeam_utils::CachePadded;
 use std::time::Instant;
 
@@ -101,6 +111,10 @@ struct WorkerSleep {
     /// Set by the worker itself just before it blocks; cleared by whoever wakes it (or by the
     /// worker on a timeout). Only touched under this mutex.
     blocked: Mutex<bool>,
+    /// Raised (SeqCst, under the mutex) before the worker registers as a sleeper; lowered
+    /// (SeqCst, under the mutex) whenever `blocked` is cleared or the worker gives up sleeping.
+    /// Read without the lock by wakers, which skip workers whose flag is down.
+    is_blocked: AtomicBool,
     condvar: Condvar,
 }
 
@@ -114,7 +128,13 @@ pub(crate) struct Sleep {
 impl Sleep {
     pub(crate) fn new(n: usize) -> Self {
         let workers = (0..n)
-            .map(|_| CachePadded::new(WorkerSleep { blocked: Mutex::new(false), condvar: Condvar::new() }))
+            .map(|_| {
+                CachePadded::new(WorkerSleep {
+                    blocked: Mutex::new(false),
+                    is_blocked: AtomicBool::new(false),
+                    condvar: Condvar::new(),
+                })
+            })
             .collect();
         Sleep { state: CachePadded::new(AtomicU64::new(0)), workers }
     }
@@ -165,9 +185,11 @@ impl Sleep {
     ) -> Slept {
         let me = &self.workers[index];
         let mut blocked = me.blocked.lock();
+        me.is_blocked.store(true, Ordering::SeqCst);
         let mut state = self.state.load(Ordering::SeqCst);
         loop {
             if jec(state) != sleepy {
+                me.is_blocked.store(false, Ordering::SeqCst);
                 return Slept::Aborted;
             }
             match self.state.compare_exchange_weak(state, state + 1, Ordering::SeqCst, Ordering::SeqCst) {
@@ -178,6 +200,7 @@ impl Sleep {
         *blocked = true;
         if ready() {
             *blocked = false;
+            me.is_blocked.store(false, Ordering::SeqCst);
             self.state.fetch_sub(1, Ordering::SeqCst);
             return Slept::Aborted;
         }
@@ -189,6 +212,7 @@ impl Sleep {
                     blocked = guard;
                     if late && *blocked {
                         *blocked = false;
+                        me.is_blocked.store(false, Ordering::SeqCst);
                         self.state.fetch_sub(1, Ordering::SeqCst);
                         return Slept::TimedOut;
                     }
@@ -229,11 +253,15 @@ impl Sleep {
     /// Wakes worker `index` if it is blocked; true when it was.
     pub(crate) fn wake_worker(&self, index: usize) -> bool {
         let worker = &self.workers[index];
+        if !worker.is_blocked.load(Ordering::SeqCst) {
+            return false; // awake: see the module docs for why this cannot miss a sleeper
+        }
         let mut blocked = worker.blocked.lock();
         if !*blocked {
             return false;
         }
         *blocked = false;
+        worker.is_blocked.store(false, Ordering::SeqCst);
         self.state.fetch_sub(1, Ordering::SeqCst);
         worker.condvar.notify_one();
         true
