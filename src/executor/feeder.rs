@@ -173,8 +173,7 @@ impl Feeder {
     /// Starts a worker; on failure fails `first` (and, for a set-up error that would recur,
     /// everything queued) and returns false.
     fn start_process(&mut self, first: &Completion) -> bool {
-        let threads = (crate::cpu_count() / self.core.slots.len()).max(1);
-        match process::spawn(threads, self.core.config.handshake_timeout) {
+        match process::spawn(self.core.threads_per_worker, self.core.config.handshake_timeout) {
             Ok(process) => {
                 self.slot.pid.store(process.pid, Ordering::SeqCst);
                 self.slot.starts.fetch_add(1, Ordering::Relaxed);

@@ -78,6 +78,9 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared<Envelope>>,
     pub(crate) slots: Box<[Arc<Slot>]>,
+    /// `max(1, cpu_count / workers)`: the thread caps workers get (computed once: cpu_count
+    /// reads several files).
+    pub(crate) threads_per_worker: usize,
     next_id: AtomicU64,
     /// Bumped by every Ctrl-C.
     pub(crate) epoch: AtomicU64,
@@ -458,10 +461,12 @@ fn build(config: Config) -> Result<Executor, BuildError> {
     }
     let (shared, queues) = Shared::new(config.workers, Order::Fifo);
     let slots: Box<[Arc<Slot>]> = (0..config.workers).map(|_| Arc::new(Slot::default())).collect();
+    let threads_per_worker = (crate::cpu_count() / config.workers).max(1);
     let core = Arc::new(Core {
         config,
         shared,
         slots,
+        threads_per_worker,
         next_id: AtomicU64::new(0),
         epoch: AtomicU64::new(crate::ctrl_c::interrupts()),
         broken: Mutex::new(None),
