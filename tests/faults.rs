@@ -52,15 +52,12 @@ fn exit_codes_zero_and_three_are_deaths_with_their_code() {
 
 #[test]
 fn sigkill_from_outside_on_a_busy_worker_fails_only_its_task() {
+    let marker = temp_dir("busy-kill").join("started");
     let ex = executor(1);
-    let busy = ex.submit(Nap(5_000));
-    let pid = loop {
-        if let Some(w) = ex.workers().into_iter().find(|w| w.in_flight > 0 && w.pid.is_some()) {
-            break w.pid.unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    std::thread::sleep(Duration::from_millis(50)); // let it start the nap
+    let busy = ex.submit(Marked { marker: marker.clone(), ms: 5_000 });
+    // Kill only once the task really runs (a task that had not started would be rescheduled).
+    assert!(wait_until(Duration::from_secs(10), || marker.exists()));
+    let pid = ex.workers()[0].pid.expect("a busy worker");
     let behind: Vec<_> = (0..5).map(|i| ex.submit(Square(i))).collect();
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let start = Instant::now();
@@ -224,12 +221,13 @@ fn sigint_program() {
     let ex = executor(2);
     let pids: std::collections::BTreeSet<u32> = ex.map((0..4).map(|_| Nap(30))).map(Result::unwrap).collect();
     println!("PIDS {}", pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
-    println!("READY");
     let start = Instant::now();
     // A slow consumer: most of the time is spent in the loop body, between two `next` calls,
     // and a Ctrl-C there must interrupt the map too, not end the program.
-    let mut results = Vec::new();
-    for r in ex.map((0..500).map(|_| Nap(10))) {
+    let mut map = ex.map((0..500).map(|_| Nap(10)));
+    let mut results = vec![map.next().expect("a first result")];
+    println!("READY"); // the map is running: the test may press Ctrl-C from now on
+    for r in map {
         std::thread::sleep(Duration::from_millis(25));
         results.push(r);
     }

@@ -175,6 +175,7 @@ impl Feeder {
     fn start_process(&mut self, first: &Completion) -> bool {
         match process::spawn(self.core.threads_per_worker, self.core.config.handshake_timeout) {
             Ok(process) => {
+                self.core.shared.sleep.set_warm(self.queue.index(), true);
                 self.slot.pid.store(process.pid, Ordering::SeqCst);
                 self.slot.starts.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
@@ -353,6 +354,7 @@ impl Feeder {
             let _ = self.read_some();
         }
         let mut live = self.live.take().expect("a process died");
+        self.core.shared.sleep.set_warm(self.queue.index(), false);
         let cause = process::reap(&mut live.process.child, EXIT_GRACE);
         let cause = broken.unwrap_or(cause);
         let interrupted = self.slot.interrupt.swap(0, Ordering::SeqCst) != 0;
@@ -384,6 +386,7 @@ impl Feeder {
     /// Graceful stop: close the socket (the worker exits on end of stream) and reap.
     fn close_process(&mut self) {
         if let Some(mut live) = self.live.take() {
+            self.core.shared.sleep.set_warm(self.queue.index(), false);
             debug_assert!(live.inflight.is_empty());
             drop(live.process.socket);
             process::reap(&mut live.process.child, EXIT_GRACE);

@@ -115,6 +115,10 @@ struct WorkerSleep {
     /// (SeqCst, under the mutex) whenever `blocked` is cleared or the worker gives up sleeping.
     /// Read without the lock by wakers, which skip workers whose flag is down.
     is_blocked: AtomicBool,
+    /// A hint set by the worker itself (Relaxed): it holds something costly to recreate (a
+    /// feeder with a live worker process). Wakers try warm sleepers first. Correctness never
+    /// depends on it: every sleeper is tried in the second pass.
+    warm: AtomicBool,
     condvar: Condvar,
 }
 
@@ -132,6 +136,7 @@ impl Sleep {
                 CachePadded::new(WorkerSleep {
                     blocked: Mutex::new(false),
                     is_blocked: AtomicBool::new(false),
+                    warm: AtomicBool::new(false),
                     condvar: Condvar::new(),
                 })
             })
@@ -245,9 +250,16 @@ impl Sleep {
         }
     }
 
-    /// Wakes one blocked worker, if any; true when one was woken.
+    /// Wakes one blocked worker, if any, preferring warm ones; true when one was woken.
     fn wake_any(&self) -> bool {
-        (0..self.workers.len()).any(|i| self.wake_worker(i))
+        let warm = |i: &usize| self.workers[*i].warm.load(Ordering::Relaxed);
+        (0..self.workers.len()).filter(warm).any(|i| self.wake_worker(i))
+            || (0..self.workers.len()).any(|i| self.wake_worker(i))
+    }
+
+    /// Marks worker `index` as warm (see `WorkerSleep::warm`) or not.
+    pub(crate) fn set_warm(&self, index: usize, warm: bool) {
+        self.workers[index].warm.store(warm, Ordering::Relaxed);
     }
 
     /// Wakes worker `index` if it is blocked; true when it was.
@@ -275,8 +287,12 @@ impl Sleep {
     }
 
     /// Workers blocked right now (a snapshot, for tests and statistics).
-    #[cfg_attr(not(test), expect(dead_code))]
+    #[cfg_attr(not(any(test, fuzzing)), expect(dead_code))]
     pub(crate) fn sleeping(&self) -> u64 {
         sleepers(self.state.load(Ordering::SeqCst))
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "loom_tests.rs"]
+mod loom_tests;

@@ -29,6 +29,21 @@ impl Task for Nap {
     }
 }
 
+/// Creates `marker` (so the test knows it really started), then sleeps; answers its pid.
+#[derive(Serialize, Deserialize)]
+pub struct Marked {
+    pub marker: PathBuf,
+    pub ms: u64,
+}
+impl Task for Marked {
+    type Output = u32;
+    fn run(self) -> u32 {
+        std::fs::write(&self.marker, b"started").expect("marker");
+        std::thread::sleep(Duration::from_millis(self.ms));
+        std::process::id()
+    }
+}
+
 /// The worker's pid, at once.
 #[derive(Serialize, Deserialize)]
 pub struct Pid;
@@ -186,7 +201,21 @@ impl Task for Stranger {
     fn run(self) {}
 }
 
-workpool::register!(Square, Nap, Pid, Panic, Crash, Logged, Env, Leak, Noisy, Unserializable, Undecodable, BadOutput);
+workpool::register!(
+    Square,
+    Nap,
+    Marked,
+    Pid,
+    Panic,
+    Crash,
+    Logged,
+    Env,
+    Leak,
+    Noisy,
+    Unserializable,
+    Undecodable,
+    BadOutput
+);
 
 /// A worker that exited and was reaped has no /proc entry; a zombie is dead too (its parent may
 /// be gone and PID 1 may be slow to reap it).
