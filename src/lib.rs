@@ -33,14 +33,19 @@ pub use worker::init;
 /// top level of each integration-test file or in the crate's unit tests, and the executor will
 /// re-run the test binary with only the entry test this macro defines.
 ///
-/// ```ignore
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)] struct Square(u64);
+/// # impl workpool::Task for Square { type Output = u64; fn run(self) -> u64 { self.0 * self.0 } }
+/// # workpool::register!(Square);
 /// workpool::test_support!();
 ///
 /// #[test]
 /// fn squares_in_workers() {
 ///     let ex = workpool::Executor::builder().workers(2).build().unwrap();
-///     // ...
+///     assert_eq!(ex.submit(Square(3)).join().unwrap(), 9);
 /// }
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! test_support {
