@@ -8,6 +8,7 @@ mod cpu;
 mod ctrl_c;
 mod error;
 mod executor;
+pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see its first lines.
 mod parallel;
 mod scheduler;
 mod sync;
