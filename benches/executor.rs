@@ -1,1 +1,534 @@
-fn main() {}
+//! `workpool::Executor` (2 worker processes) against `procspawn` 1.0 in the same run, and
+//! against the Python peers when their output is supplied.
+//!
+//! Scenarios (medians over `WORKPOOL_BENCH_RUNS` runs, default 5; workpool and the peer
+//! alternate which goes first in each run):
+//!
+//! * **cold**: build a new `Executor` (workers 2) and get the first result of a tiny task, vs
+//!   `procspawn::spawn` → `join` (one fresh process) and vs `procspawn::Pool::new(2)` → first
+//!   result.
+//! * **submit**: `WORKPOOL_BENCH_TASKS` (default 20,000) tiny tasks, submitted in windows of
+//!   `W` handles that are then joined: W = 256 (procspawn's largest safe window: it opens
+//!   channels per task and runs out of file descriptors around 500 in flight) and W = all.
+//! * **map**: `Executor::map` over `WORKPOOL_BENCH_MAP` (default 1,000,000) tiny tasks, one task
+//!   per item (no batching), tasks/s.
+//! * **rss**: `VmRSS` of each worker process after the above (procspawn: its pool's workers).
+//! * **crash**: a task calls `std::process::abort()`; after its `join` reports the worker's
+//!   death, time `submit` + `join` of the next tiny task (`WORKPOOL_BENCH_CRASH_RUNS` times,
+//!   default max(runs, 9)). With 2 workers the next task may be served by the surviving worker
+//!   or wait for a new one (the two cases are also shown apart); with 1 worker it always waits
+//!   for a new process.
+//! * **idle**: CPU used over `WORKPOOL_BENCH_IDLE_MS` (default 2000) ms of idleness after some
+//!   work, as % of one core: the executor's feeder threads plus its worker processes, against
+//!   procspawn's monitor threads plus its pool's workers (from `schedstat`, in ns).
+//! * **payload**: one task whose argument is a `WORKPOOL_BENCH_MIB` (default 100) MiB
+//!   `Vec<u8>` returning its length; MiB/s of submit → join.
+//!
+//! Python peers: run `python3 /work/shared/bench/peers.py 20000 > peers.txt` (in the same
+//! session) and set `WORKPOOL_BENCH_PEERS=peers.txt`: their figures are added as rows.
+//! `WORKPOOL_BENCH_ONLY=cold,submit,map,rss,idle,crash,payload` picks scenarios.
+//!
+//! Run: `CARGO_TARGET_DIR=target/bench-helper cargo bench --bench executor`
+
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use workpool::{Executor, Shutdown, Task};
+
+/// The tiny task: one multiplication.
+#[derive(Serialize, Deserialize)]
+struct Tiny(u64);
+
+impl Task for Tiny {
+    type Output = u64;
+    fn run(self) -> u64 {
+        tiny(self.0)
+    }
+}
+
+/// Kills its worker, as a segfault or OOM kill would.
+#[derive(Serialize, Deserialize)]
+struct Abort;
+
+impl Task for Abort {
+    type Output = ();
+    fn run(self) {
+        std::process::abort()
+    }
+}
+
+/// A large argument; returns its length.
+#[derive(Serialize, Deserialize)]
+struct Bytes(Vec<u8>);
+
+impl Task for Bytes {
+    type Output = usize;
+    fn run(self) -> usize {
+        self.0.len()
+    }
+}
+
+workpool::register!(Tiny, Abort, Bytes);
+
+fn tiny(x: u64) -> u64 {
+    x.wrapping_mul(x) + 1
+}
+
+// procspawn runs plain functions.
+fn ps_tiny(x: u64) -> u64 {
+    tiny(x)
+}
+
+fn ps_abort(_: ()) {
+    std::process::abort()
+}
+
+fn ps_len(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+const WORKERS: usize = 2;
+/// procspawn's window (see the module docs).
+const PS_WINDOW: usize = 256;
+
+fn main() {
+    workpool::init();
+    procspawn::init();
+    let runs = env_usize("WORKPOOL_BENCH_RUNS", 5);
+    let tasks = env_usize("WORKPOOL_BENCH_TASKS", 20_000);
+    let map_tasks = env_usize("WORKPOOL_BENCH_MAP", 1_000_000);
+    let mib = env_usize("WORKPOOL_BENCH_MIB", 100);
+    let peers = python_peers();
+    println!("workpool::Executor ({WORKERS} workers) vs procspawn; {runs} runs, medians");
+    let mut table = Table::default();
+
+    // (a) cold start.
+    if selected("cold") {
+        let (mut wp, mut ps, mut pool) = (vec![], vec![], vec![]);
+        for run in 0..runs {
+            let (w, p) = alternate(run, cold_workpool, || {
+                let start = Instant::now();
+                assert_eq!(procspawn::spawn(3u64, ps_tiny).join().expect("procspawn"), tiny(3));
+                start.elapsed()
+            });
+            wp.push(ms(w));
+            ps.push(ms(p));
+            pool.push(ms(cold_procspawn_pool()));
+        }
+        table.row("cold start: new executor → first result, ms (lower)", &wp, "procspawn::spawn", &ps, fmt_ms);
+        table.row("", &wp, "procspawn::Pool::new(2)", &pool, fmt_ms);
+        table.python(&peers, "loky cold_start_first_result", &wp, fmt_ms);
+    }
+
+    let ex = Executor::builder().workers(WORKERS).build().expect("executor");
+    let ps_pool = procspawn::Pool::new(WORKERS).expect("procspawn pool");
+    // Warm-up: start every worker on both sides.
+    windowed_workpool(&ex, 2_000, PS_WINDOW);
+    windowed_procspawn(&ps_pool, 2_000);
+
+    // (b) tiny tasks, submitted and joined in windows.
+    if selected("submit") {
+        let (mut w256, mut wall, mut ps) = (vec![], vec![], vec![]);
+        for run in 0..runs {
+            let (w, p) =
+                alternate(run, || windowed_workpool(&ex, tasks, PS_WINDOW), || windowed_procspawn(&ps_pool, tasks));
+            w256.push(tasks as f64 / w.as_secs_f64());
+            ps.push(tasks as f64 / p.as_secs_f64());
+            wall.push(tasks as f64 / windowed_workpool(&ex, tasks, tasks).as_secs_f64());
+        }
+        let name = format!("{tasks} tiny tasks, submit+join in windows of {PS_WINDOW}, tasks/s");
+        table.row(&name, &w256, "procspawn::Pool, W=256", &ps, fmt_rate);
+        let name = format!("{tasks} tiny tasks, submit all then join, tasks/s");
+        table.row(&name, &wall, "procspawn::Pool, W=256", &ps, fmt_rate);
+        table.python(&peers, "loky submit_tiny", &wall, fmt_rate);
+        table.python(&peers, "cf.ProcessPool submit_tiny", &wall, fmt_rate);
+    }
+
+    // (c) Executor::map, one task per item.
+    if selected("map") {
+        let mut wp = vec![];
+        for _ in 0..runs {
+            let start = Instant::now();
+            let mut sum = 0u64;
+            for out in ex.map((0..map_tasks as u64).map(Tiny)) {
+                sum = sum.wrapping_add(out.expect("tiny task"));
+            }
+            wp.push(map_tasks as f64 / start.elapsed().as_secs_f64());
+            assert_eq!(sum, (0..map_tasks as u64).map(tiny).fold(0, u64::wrapping_add));
+        }
+        let name = format!("Executor::map over {map_tasks} tiny tasks, tasks/s");
+        table.row(&name, &wp, "(procspawn has no map)", &[], fmt_rate);
+        table.python(&peers, "loky map_chunksize1", &wp, fmt_rate);
+        table.python(&peers, "mp.Pool map_chunksize1", &wp, fmt_rate);
+    }
+
+    // (d) resident memory of the workers.
+    if selected("rss") {
+        let wp_pids: Vec<u32> = ex.workers().iter().filter_map(|w| w.pid).collect();
+        let wp_rss: Vec<f64> = wp_pids.iter().filter_map(|&pid| rss_mib(pid)).collect();
+        let wp_set: HashSet<u32> = wp_pids.iter().copied().collect();
+        let ps_rss: Vec<f64> = children().into_iter().filter(|p| !wp_set.contains(p)).filter_map(rss_mib).collect();
+        println!("worker VmRSS, MiB: workpool {wp_rss:.2?} (pids {wp_pids:?}); procspawn pool {ps_rss:.2?}");
+        let max = |v: &[f64]| vec![v.iter().copied().fold(0.0, f64::max)];
+        table.row(
+            "worker RSS (largest worker), MiB (lower)",
+            &max(&wp_rss),
+            "procspawn::Pool worker",
+            &max(&ps_rss),
+            fmt_mib,
+        );
+    }
+
+    // (g) CPU used while idle: the executor's feeder threads plus its worker processes, against
+    // procspawn's monitor threads plus its pool's workers.
+    if selected("idle") {
+        let idle_ms = env_usize("WORKPOOL_BENCH_IDLE_MS", 2000) as u64;
+        windowed_workpool(&ex, 2_000, PS_WINDOW);
+        windowed_procspawn(&ps_pool, 2_000);
+        let wp_pids: HashSet<u32> = ex.workers().iter().filter_map(|w| w.pid).collect();
+        let ps_pids: Vec<u32> = children().into_iter().filter(|p| !wp_pids.contains(p)).collect();
+        // (feeder threads, workpool workers, procspawn monitors, procspawn workers)
+        let measure = || {
+            (
+                own_threads("workpool-feeder"),
+                wp_pids.iter().map(|&p| process_sched(p)).sum::<Sched>(),
+                own_threads("procspawn-monit"),
+                ps_pids.iter().map(|&p| process_sched(p)).sum::<Sched>(),
+            )
+        };
+        let b = measure();
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(idle_ms));
+        let secs = start.elapsed().as_secs_f64();
+        let a = measure();
+        let pct = |a: Sched, b: Sched| 100.0 * (a.cpu_ns - b.cpu_ns) as f64 / 1e9 / secs;
+        let wakeups = |a: Sched, b: Sched| (a.slices - b.slices) as f64 / secs;
+        let part = |a: Sched, b: Sched| format!("{}: {:.3}%, {:.1} wake-ups/s", a.threads, pct(a, b), wakeups(a, b));
+        println!(
+            "idle: workpool feeder threads {}; workers {}; procspawn monitor threads {}; workers {}",
+            part(a.0, b.0),
+            part(a.1, b.1),
+            part(a.2, b.2),
+            part(a.3, b.3)
+        );
+        let (a_wp, b_wp, a_ps, b_ps) = (a.0.add(a.1), b.0.add(b.1), a.2.add(a.3), b.2.add(b.3));
+        let (pct, wakeups) = (|a, b| vec![pct(a, b)], |a, b| vec![wakeups(a, b)]);
+        let (pct_wp, pct_ps) = (pct(a_wp, b_wp), pct(a_ps, b_ps));
+        let name = format!("idle executor over {idle_ms} ms (threads + workers), % of a core (lower)");
+        table.row(&name, &pct_wp, "procspawn::Pool(2)", &pct_ps, |v| format!("{v:.3}%"));
+        let (w_wp, w_ps) = (wakeups(a_wp, b_wp), wakeups(a_ps, b_ps));
+        table.row("idle executor wake-ups per s (lower)", &w_wp, "procspawn::Pool(2)", &w_ps, |v| format!("{v:.1}"));
+    }
+
+    // (e) crash → next result.
+    if selected("crash") {
+        let crash_runs = env_usize("WORKPOOL_BENCH_CRASH_RUNS", runs.max(9));
+        let (mut wp, mut ps, mut fresh, mut surviving) = (vec![], vec![], vec![], vec![]);
+        for run in 0..crash_runs {
+            let ((w, new_worker), p) = alternate2(run, || crash_then_next(&ex), || crash_then_next_procspawn(&ps_pool));
+            wp.push(ms(w));
+            ps.push(ms(p));
+            if new_worker { &mut fresh } else { &mut surviving }.push(ms(w));
+        }
+        let name = format!("crash → next result, {WORKERS} workers, all runs, ms (lower)");
+        table.row(&name, &wp, "procspawn::Pool(2)", &ps, fmt_ms);
+        table.python(&peers, "loky recover_after_crash", &wp, fmt_ms);
+        let name = format!("… {} of {crash_runs} runs: served by the surviving worker", surviving.len());
+        table.row(&name, &surviving, "procspawn::Pool(2)", &ps, fmt_ms);
+        let name = format!("… {} of {crash_runs} runs: waited for a new worker process", fresh.len());
+        table.row(&name, &fresh, "procspawn::Pool(2)", &ps, fmt_ms);
+        let single = Executor::builder().workers(1).build().expect("executor");
+        assert_eq!(single.submit(Tiny(1)).join().expect("tiny"), tiny(1));
+        let one: Vec<f64> = (0..crash_runs).map(|_| ms(crash_then_next(&single).0)).collect();
+        table.row("crash → next result, 1 worker (always a new process), ms", &one, "procspawn::Pool(2)", &ps, fmt_ms);
+        single.shutdown(Shutdown::Wait);
+    }
+
+    // (f) a large argument.
+    if selected("payload") {
+        let data = vec![7u8; mib << 20];
+        let (mut wp, mut ps) = (vec![], vec![]);
+        for run in 0..runs.min(3) {
+            let (w, p) = alternate(
+                run,
+                || {
+                    let arg = Bytes(data.clone());
+                    let start = Instant::now();
+                    assert_eq!(ex.submit(arg).join().expect("bytes"), data.len());
+                    start.elapsed()
+                },
+                || {
+                    let arg = data.clone();
+                    let start = Instant::now();
+                    assert_eq!(ps_pool.spawn(arg, ps_len).join().expect("procspawn"), data.len());
+                    start.elapsed()
+                },
+            );
+            wp.push(mib as f64 / w.as_secs_f64());
+            ps.push(mib as f64 / p.as_secs_f64());
+        }
+        let name = format!("{mib} MiB Vec<u8> argument, MiB/s (higher)");
+        table.row(&name, &wp, "procspawn::Pool", &ps, |v| format!("{v:.0} MiB/s"));
+        table.python(&peers, "loky payload_100MiB", &wp, |v| format!("{v:.0} MiB/s"));
+    }
+
+    table.print();
+    ex.shutdown(Shutdown::Wait);
+    ps_pool.kill();
+}
+
+fn cold_workpool() -> Duration {
+    let start = Instant::now();
+    let ex = Executor::builder().workers(WORKERS).build().expect("executor");
+    assert_eq!(ex.submit(Tiny(3)).join().expect("tiny"), tiny(3));
+    let elapsed = start.elapsed();
+    ex.shutdown(Shutdown::Wait);
+    elapsed
+}
+
+fn cold_procspawn_pool() -> Duration {
+    let start = Instant::now();
+    let pool = procspawn::Pool::new(WORKERS).expect("procspawn pool");
+    assert_eq!(pool.spawn(3u64, ps_tiny).join().expect("procspawn"), tiny(3));
+    let elapsed = start.elapsed();
+    pool.kill();
+    elapsed
+}
+
+/// Submits `n` tiny tasks in windows of `window` handles, joining each window.
+fn windowed_workpool(ex: &Executor, n: usize, window: usize) -> Duration {
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(window);
+    for base in (0..n as u64).step_by(window) {
+        handles.extend((base..(base + window as u64).min(n as u64)).map(|i| (i, ex.submit(Tiny(i)))));
+        for (i, h) in handles.drain(..) {
+            assert_eq!(h.join().expect("tiny task"), tiny(i));
+        }
+    }
+    start.elapsed()
+}
+
+fn windowed_procspawn(pool: &procspawn::Pool, n: usize) -> Duration {
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(PS_WINDOW);
+    for base in (0..n as u64).step_by(PS_WINDOW) {
+        handles.extend((base..(base + PS_WINDOW as u64).min(n as u64)).map(|i| (i, pool.spawn(i, ps_tiny))));
+        for (i, h) in handles.drain(..) {
+            assert_eq!(h.join().expect("procspawn task"), tiny(i));
+        }
+    }
+    start.elapsed()
+}
+
+/// Crashes a worker, then times the next tiny task; also says whether a new worker was started
+/// for it.
+fn crash_then_next(ex: &Executor) -> (Duration, bool) {
+    let err = ex.submit(Abort).join().expect_err("the worker aborts");
+    assert!(err.is_worker_death(), "expected a worker death, got {err}");
+    let starts = |ex: &Executor| ex.workers().iter().map(|w| w.starts).sum::<u64>();
+    let before = starts(ex);
+    let start = Instant::now();
+    assert_eq!(ex.submit(Tiny(5)).join().expect("tiny after crash"), tiny(5));
+    let elapsed = start.elapsed();
+    (elapsed, starts(ex) > before)
+}
+
+fn crash_then_next_procspawn(pool: &procspawn::Pool) -> Duration {
+    assert!(pool.spawn((), ps_abort).join().is_err(), "the worker aborts");
+    let start = Instant::now();
+    assert_eq!(pool.spawn(5u64, ps_tiny).join().expect("procspawn after crash"), tiny(5));
+    start.elapsed()
+}
+
+/// CPU time and scheduling count from `schedstat` files (nanoseconds of CPU; times put on a
+/// CPU, which for blocked threads counts wake-ups).
+#[derive(Clone, Copy, Default)]
+struct Sched {
+    cpu_ns: u64,
+    slices: u64,
+    /// Threads (or, for `process_sched`, processes) counted.
+    threads: usize,
+}
+
+impl Sched {
+    fn add(self, other: Sched) -> Sched {
+        Sched {
+            cpu_ns: self.cpu_ns + other.cpu_ns,
+            slices: self.slices + other.slices,
+            threads: self.threads + other.threads,
+        }
+    }
+}
+
+impl std::iter::Sum for Sched {
+    fn sum<I: Iterator<Item = Sched>>(iter: I) -> Sched {
+        iter.fold(Sched::default(), Sched::add)
+    }
+}
+
+/// Sums the schedstat of the threads under `/proc/<pid>/task` whose name starts with `prefix`.
+fn threads_sched(proc_dir: &str, prefix: &str) -> Sched {
+    let mut total = Sched::default();
+    for task in std::fs::read_dir(format!("{proc_dir}/task")).into_iter().flatten().flatten() {
+        let path = task.path();
+        let named = std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.starts_with(prefix));
+        let Ok(stat) = std::fs::read_to_string(path.join("schedstat")) else { continue };
+        let fields: Vec<u64> = stat.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        if let (true, [cpu_ns, _wait_ns, slices]) = (named, &fields[..]) {
+            total = total.add(Sched { cpu_ns: *cpu_ns, slices: *slices, threads: 1 });
+        }
+    }
+    total
+}
+
+/// This process's threads named `prefix…`.
+fn own_threads(prefix: &str) -> Sched {
+    threads_sched("/proc/self", prefix)
+}
+
+/// All threads of another process, counted as one.
+fn process_sched(pid: u32) -> Sched {
+    Sched { threads: 1, ..threads_sched(&format!("/proc/{pid}"), "") }
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Pids of this process's children (over all its threads).
+fn children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    pids
+}
+
+/// Figures from peers.py-style output files (`<library> <scenario> <value> <unit>`), keyed by
+/// the first two words; `WORKPOOL_BENCH_PEERS` lists the files, separated by `:`.
+fn python_peers() -> HashMap<String, f64> {
+    let Ok(paths) = std::env::var("WORKPOOL_BENCH_PEERS") else { return HashMap::new() };
+    let mut peers = HashMap::new();
+    for path in paths.split(':').filter(|p| !p.is_empty()) {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("WORKPOOL_BENCH_PEERS: {path}: {e}"));
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let Some(value) = words.get(2).and_then(|v| v.parse().ok()) {
+                peers.insert(format!("{} {}", words[0], words[1]), value);
+            }
+        }
+    }
+    peers
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn fmt_ms(v: f64) -> String {
+    format!("{v:.2} ms")
+}
+
+fn fmt_mib(v: f64) -> String {
+    format!("{v:.1} MiB")
+}
+
+/// Runs `a` and `b` once each, `a` first on even runs; returns what each returned.
+fn alternate<T>(run: usize, a: impl FnMut() -> T, b: impl FnMut() -> T) -> (T, T) {
+    alternate2(run, a, b)
+}
+
+/// [`alternate`] for closures with different results.
+fn alternate2<A, B>(run: usize, mut a: impl FnMut() -> A, mut b: impl FnMut() -> B) -> (A, B) {
+    if run % 2 == 0 {
+        let ra = a();
+        (ra, b())
+    } else {
+        let rb = b();
+        (a(), rb)
+    }
+}
+
+// ---- table and statistics (each bench binary carries its own copy) ----
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Whether a scenario is to run: `WORKPOOL_BENCH_ONLY` is a comma-separated list of scenario
+/// names (all of them when unset).
+fn selected(name: &str) -> bool {
+    std::env::var("WORKPOOL_BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == name))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M/s", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k/s", v / 1e3)
+    } else {
+        format!("{v:.0}/s")
+    }
+}
+
+/// Rows of: scenario, workpool median (min .. max), peer, peer median, and workpool / peer as
+/// the median of per-run ratios when both were measured in each run (noise between runs
+/// cancels), else the ratio of the medians. Whether higher or lower is better is said in the
+/// scenario's name.
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 5]>,
+}
+
+impl Table {
+    fn row(&mut self, name: &str, wp: &[f64], peer_name: &str, peer: &[f64], fmt: fn(f64) -> String) {
+        let ratio = if wp.len() == peer.len() {
+            median(&wp.iter().zip(peer).map(|(w, p)| w / p).collect::<Vec<_>>())
+        } else {
+            median(wp) / median(peer)
+        };
+        let min = wp.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = wp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let spread = if wp.len() > 1 { format!(" ({} .. {})", fmt(min), fmt(max)) } else { String::new() };
+        self.rows.push([
+            name.to_string(),
+            format!("{}{spread}", fmt(median(wp))),
+            peer_name.to_string(),
+            if peer.is_empty() { "—".into() } else { fmt(median(peer)) },
+            if ratio.is_finite() { format!("{ratio:.2}x") } else { "—".into() },
+        ]);
+    }
+
+    /// A row against one figure from peers.py, when it was supplied.
+    fn python(&mut self, peers: &HashMap<String, f64>, key: &str, wp: &[f64], fmt: fn(f64) -> String) {
+        if let Some(&value) = peers.get(key) {
+            // peers.py reports times in ms and rates per second, as this table does.
+            self.row("", wp, &format!("{key} (peers.py)"), &[value], fmt);
+        }
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| scenario | workpool median (min .. max) | peer | peer median | workpool / peer |");
+        println!("|---|---:|---|---:|---:|");
+        for [a, b, c, d, e] in &self.rows {
+            println!("| {a} | {b} | {c} | {d} | {e} |");
+        }
+    }
+}
