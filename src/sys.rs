@@ -46,6 +46,36 @@ pub(crate) fn poll(fd: BorrowedFd<'_>, want_write: bool, timeout: Option<Duratio
     })
 }
 
+/// `writev` on a socket without raising SIGPIPE when the peer is gone (the error is EPIPE).
+/// Rust's `main` ignores SIGPIPE, but a host whose `main` is not Rust's would be killed.
+pub(crate) fn send_vectored(socket: BorrowedFd<'_>, slices: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: zeroed msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix; sendmsg only reads the buffers.
+    msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = slices.len() as _;
+    // SAFETY: msg points to `slices`, which outlive the call.
+    let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Sends all of `bytes` on a blocking socket, without SIGPIPE (see [`send_vectored`]).
+pub(crate) fn send_all(socket: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match send_vectored(socket, &[std::io::IoSlice::new(bytes)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Sends SIGKILL to `pid`. A process that already exited (but is not yet reaped) ignores it.
 pub(crate) fn kill(pid: u32) {
     // SAFETY: kill has no memory-safety preconditions.
@@ -157,6 +187,22 @@ mod tests {
         assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
         assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
         assert_eq!(signal_name(77), "signal 77");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn sending_to_a_closed_socket_is_an_error_not_a_sigpipe() {
+        use std::os::fd::AsFd;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(theirs);
+        // As in a host whose main is not Rust's: SIGPIPE at its default would kill us.
+        // SAFETY: restoring the disposition Rust's runtime installed before main.
+        let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let vectored = send_vectored(ours.as_fd(), &[std::io::IoSlice::new(b"frame")]);
+        let all = send_all(ours.as_fd(), b"frame");
+        unsafe { libc::signal(libc::SIGPIPE, previous) };
+        assert_eq!(vectored.unwrap_err().raw_os_error(), Some(libc::EPIPE));
+        assert_eq!(all.unwrap_err().raw_os_error(), Some(libc::EPIPE));
     }
 
     #[test]

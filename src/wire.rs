@@ -230,8 +230,10 @@ pub(crate) fn panic_report(out: &mut Vec<u8>, index: u32, message: &str, locatio
 /// to a length a header merely claims.
 #[derive(Default)]
 pub(crate) struct FrameReader {
+    /// Storage, zeroed once as it grows: bytes `start..end` are buffered, `end..` is free.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 /// Bytes asked of the stream per read.
@@ -242,29 +244,41 @@ impl FrameReader {
         FrameReader::default()
     }
 
-    /// One `read` into the buffer; returns what `read` returned (0 means end of stream).
+    /// One `read` of at most [`READ_CHUNK`] bytes into the buffer; returns what `read` returned
+    /// (0 means end of stream). The buffer grows (by zeroed memory) only when its free tail is
+    /// shorter than a chunk, so a steady stream of small frames costs no memset per read.
     pub(crate) fn fill(&mut self, source: &mut impl Read) -> io::Result<usize> {
-        if self.start > 0 && (self.start == self.buf.len() || self.start > self.buf.len() / 2) {
-            self.buf.drain(..self.start);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > 4 * READ_CHUNK {
+                // Give back what a large frame needed once.
+                self.buf = Vec::new();
+            }
+        } else if self.start > 0 && self.buf.len() - self.end < READ_CHUNK {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
-        let result = source.read(&mut self.buf[old..]);
-        let got = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(old + got);
-        result
+        if self.buf.len() - self.end < READ_CHUNK {
+            self.buf.resize(self.end + READ_CHUNK, 0);
+        }
+        let got = source.read(&mut self.buf[self.end..self.end + READ_CHUNK])?;
+        self.end += got;
+        Ok(got)
     }
 
     /// Appends bytes directly (tests and fuzzing).
     #[cfg(any(test, fuzzing))]
     pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
+        self.buf.truncate(self.end);
         self.buf.extend_from_slice(bytes);
+        self.end = self.buf.len();
     }
 
     /// The next complete frame, if one is buffered.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WireError> {
-        match split_frame(&self.buf[self.start..])? {
+        match split_frame(&self.buf[self.start..self.end])? {
             None => Ok(None),
             Some((_, used)) => {
                 let at = self.start;
@@ -276,13 +290,13 @@ impl FrameReader {
 
     /// True when a whole frame is waiting in the buffer.
     pub(crate) fn has_frame(&self) -> bool {
-        matches!(split_frame(&self.buf[self.start..]), Ok(Some(_)) | Err(_))
+        matches!(split_frame(&self.buf[self.start..self.end]), Ok(Some(_)) | Err(_))
     }
 
     /// Bytes buffered but not yet handed out.
     #[cfg(any(test, fuzzing))]
     pub(crate) fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 }
 

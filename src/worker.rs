@@ -11,8 +11,8 @@
 use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
 use crate::wire::{self, FrameReader};
-use std::io::{ErrorKind, Write};
-use std::os::fd::FromRawFd;
+use std::io::ErrorKind;
+use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -204,7 +204,7 @@ fn flush(socket: &mut UnixStream, out: &mut Vec<u8>) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    let result = socket.write_all(out);
+    let result = sys::send_all(socket.as_fd(), out);
     out.clear();
     result
 }

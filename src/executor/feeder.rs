@@ -31,7 +31,7 @@ use crate::scheduler::{Queue, Wait};
 use crate::sys;
 use crate::wire::{self, Done, FrameReader, WireError};
 use std::collections::VecDeque;
-use std::io::{ErrorKind as IoKind, IoSlice, Write};
+use std::io::{ErrorKind as IoKind, IoSlice};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -246,7 +246,7 @@ impl Feeder {
             for f in live.inflight.iter().skip(live.unsent + 1).take(MAX_IOVECS - 1) {
                 slices.push(IoSlice::new(&f.env.frame));
             }
-            match (&live.process.socket).write_vectored(&slices) {
+            match sys::send_vectored(live.process.socket.as_fd(), &slices) {
                 Ok(mut n) => {
                     while n > 0 {
                         let left = live.inflight[live.unsent].env.frame.len() - live.offset;

@@ -12,8 +12,10 @@
 //!
 //! `Queue::find_work`: pop the local deque; else steal from the other workers, starting at a
 //! random victim (xorshift per worker, so two idle workers do not hammer the same victim in
-//! lockstep); else move a batch from the injector into the local deque and pop one. Any
-//! `Steal::Retry` repeats the whole search. This is rayon's order ("finish what we started")
+//! lockstep); else move a batch from the injector into the local deque and pop one. A
+//! `Steal::Retry` from any source repeats the whole search once the remaining sources were tried
+//! (so after a lost race on a peer, the injector may be served first: no job is lost or run
+//! twice, only the order bends). This is rayon's order ("finish what we started")
 //! rather than crossbeam-deque's documented `find_task` (injector before peers): an empty
 //! `Injector::steal_batch_and_pop` still issues a `SeqCst` fence, and thieves in fork-join work
 //! look for work constantly. Measured with benches/thread_pool.rs, same run, 11 runs each

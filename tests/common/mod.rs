@@ -44,6 +44,16 @@ impl Task for Marked {
     }
 }
 
+/// The length of its (large) argument.
+#[derive(Serialize, Deserialize)]
+pub struct Len(pub Vec<u8>);
+impl Task for Len {
+    type Output = usize;
+    fn run(self) -> usize {
+        self.0.len()
+    }
+}
+
 /// The worker's pid, at once.
 #[derive(Serialize, Deserialize)]
 pub struct Pid;
@@ -205,6 +215,7 @@ workpool::register!(
     Square,
     Nap,
     Marked,
+    Len,
     Pid,
     Panic,
     Crash,
