@@ -119,6 +119,7 @@ impl<J: Send> Shared<J> {
     }
 
     /// Queues a job from any thread.
+    #[inline]
     pub(crate) fn inject(&self, job: J) {
         self.injector.push(job);
         self.sleep.new_jobs(1);
@@ -176,11 +177,13 @@ impl<J: Send> Shared<J> {
 
 impl<J: Send> Queue<J> {
     /// This worker's index in `0..workers`.
+    #[inline]
     pub(crate) fn index(&self) -> usize {
         self.index
     }
 
     /// Pushes onto this worker's own deque (stealable by the others).
+    #[inline]
     pub(crate) fn push(&self, job: J) {
         self.deque.push(job);
         self.shared.sleep.new_jobs(1);
@@ -193,6 +196,7 @@ impl<J: Send> Queue<J> {
     }
 
     /// Pops this worker's own deque only.
+    #[inline]
     pub(crate) fn pop(&self) -> Option<J> {
         self.deque.pop()
     }

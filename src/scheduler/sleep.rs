@@ -228,6 +228,7 @@ impl Sleep {
     }
 
     /// Announce that `count` new jobs are visible; wakes up to `count` sleepers.
+    #[inline]
     pub(crate) fn new_jobs(&self, count: usize) {
         fence(Ordering::SeqCst);
         let mut state = self.state.load(Ordering::SeqCst);
@@ -243,7 +244,14 @@ impl Sleep {
             }
         }
         let asleep = sleepers(state);
-        for _ in 0..count.min(asleep as usize) {
+        if asleep > 0 {
+            self.wake_sleepers(count.min(asleep as usize));
+        }
+    }
+
+    #[cold]
+    fn wake_sleepers(&self, count: usize) {
+        for _ in 0..count {
             if !self.wake_any() {
                 break;
             }
@@ -263,6 +271,7 @@ impl Sleep {
     }
 
     /// Wakes worker `index` if it is blocked; true when it was.
+    #[inline]
     pub(crate) fn wake_worker(&self, index: usize) -> bool {
         let worker = &self.workers[index];
         if !worker.is_blocked.load(Ordering::SeqCst) {

@@ -33,6 +33,7 @@ impl JobRef {
     ///
     /// # Safety
     /// The job must still be alive and must not have run before.
+    #[inline]
     pub(crate) unsafe fn execute(self) {
         // SAFETY: forwarded from the caller.
         unsafe { (self.execute)(self.pointer) }
@@ -65,6 +66,7 @@ pub(crate) struct StackJob<L, F, R> {
 }
 
 impl<L: Latch, F: FnOnce(bool) -> R + Send, R: Send> StackJob<L, F, R> {
+    #[inline]
     pub(crate) fn new(func: F, latch: L) -> Self {
         StackJob { latch, func: UnsafeCell::new(Some(func)), result: UnsafeCell::new(JobResult::None) }
     }
@@ -74,6 +76,7 @@ impl<L: Latch, F: FnOnce(bool) -> R + Send, R: Send> StackJob<L, F, R> {
     /// # Safety
     /// The job must outlive every use of the returned reference: its owner must wait on `latch`
     /// (or take the job back with [`StackJob::run_inline`]) before the frame is left.
+    #[inline]
     pub(crate) unsafe fn as_job_ref(&self) -> JobRef {
         JobRef { pointer: NonNull::from(self).cast(), execute: Self::execute }
     }

@@ -40,18 +40,21 @@ unsafe impl Send for SpinLatch {}
 unsafe impl Sync for SpinLatch {}
 
 impl SpinLatch {
+    #[inline]
     pub(crate) fn new(owner: &WorkerThread) -> Self {
         SpinLatch { done: AtomicBool::new(false), registry: &**owner.registry(), owner: owner.index() }
     }
 }
 
 impl Probe for SpinLatch {
+    #[inline]
     fn probe(&self) -> bool {
         self.done.load(Ordering::SeqCst)
     }
 }
 
 impl Latch for SpinLatch {
+    #[inline]
     unsafe fn set(this: *const Self) {
         // SAFETY: `this` is live until the store below; the copies keep us off it afterwards.
         let (registry, owner) = unsafe { ((*this).registry, (*this).owner) };

@@ -32,12 +32,14 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    #[inline]
     fn wake_worker(&self, index: usize) {
         self.shared.sleep.wake_worker(index);
     }
 
     /// Queues a job: on the current worker's own deque when called from one of this pool's
     /// workers, otherwise on the injector.
+    #[inline]
     fn push(self: &Arc<Self>, job: JobRef) {
         match WorkerThread::current_in(self) {
             Some(worker) => worker.queue.push(job),
@@ -47,6 +49,7 @@ impl Registry {
 
     /// Runs `op` on a worker of this pool: directly when already on one, otherwise by injecting
     /// it and blocking this thread until it finished.
+    #[inline]
     fn in_worker<OP, R>(self: &Arc<Self>, op: OP) -> R
     where
         OP: FnOnce(&WorkerThread) -> R + Send,
@@ -96,6 +99,7 @@ thread_local! {
 
 impl WorkerThread {
     /// The pool worker running on this thread, if any.
+    #[inline]
     fn current() -> Option<&'static WorkerThread> {
         let ptr = WORKER_THREAD.with(Cell::get);
         // SAFETY: the pointer is set by `main_loop` for exactly the lifetime of the WorkerThread
@@ -104,20 +108,24 @@ impl WorkerThread {
     }
 
     /// The current worker if it belongs to `registry`.
+    #[inline]
     fn current_in(registry: &Arc<Registry>) -> Option<&'static WorkerThread> {
         Self::current().filter(|w| Arc::ptr_eq(&w.registry, registry))
     }
 
+    #[inline]
     pub(crate) fn index(&self) -> usize {
         self.queue.index()
     }
 
+    #[inline]
     pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
 
     /// # Safety
     /// `job` is live and has not run.
+    #[inline]
     unsafe fn execute(&self, job: JobRef) {
         // SAFETY: forwarded. Jobs catch their own panics; if one still escaped, the worker's
         // state could be inconsistent, so abort rather than unwind through the loop.
