@@ -10,17 +10,24 @@
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
+/// libFuzzer's `main` is not Rust's, so SIGPIPE keeps its default action (terminate) here, as in
+/// any C or Python host. The executor must never raise it (it sends with MSG_NOSIGNAL); if it
+/// does, abort, so that libFuzzer reports the input instead of the process vanishing.
+extern "C" fn on_sigpipe(_: libc::c_int) {
+    let message = b"workpool fuzz: SIGPIPE raised in the submitting process\n";
+    // SAFETY: write(2) and abort(3) are async-signal-safe; the buffer is valid.
+    unsafe {
+        libc::write(2, message.as_ptr().cast(), message.len());
+        libc::abort();
+    }
+}
+
 fuzz_target!(
     init: {
         workpool::init();
-        // libFuzzer's `main` is not Rust's, so SIGPIPE still has its default action (terminate)
-        // here, where Rust programs ignore it. The executor writes to worker sockets with plain
-        // writes; a worker that just died must give it EPIPE, not kill the fuzzer. (Set
-        // WORKPOOL_FUZZ_DEFAULT_SIGPIPE to see what happens without this; see fuzz/README.md.)
-        if std::env::var_os("WORKPOOL_FUZZ_DEFAULT_SIGPIPE").is_none() {
-            // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
-            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-        }
+        // Only the fuzzing process gets here: workers never return from init().
+        // SAFETY: installs a handler that only makes async-signal-safe calls.
+        unsafe { libc::signal(libc::SIGPIPE, on_sigpipe as extern "C" fn(libc::c_int) as libc::sighandler_t) };
     },
     |data: &[u8]| {
         let limits = workpool::fuzzing::executor::Limits {

@@ -219,7 +219,7 @@ struct Chunky<'a> {
 
 impl Read for Chunky<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.data.is_empty() && self.rng.below(32) == 0 {
+        if !self.data.is_empty() && self.rng.below(8) == 0 {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
         let n = (1 + self.rng.below(self.max) as usize).min(buf.len()).min(self.data.len());
@@ -239,16 +239,7 @@ struct Reading {
 /// Reads a stream the way the worker and the feeder do: drain buffered frames, then `fill`.
 fn read_like_a_peer(data: &[u8], seed: u64) -> Reading {
     let mut rng = XorShift::new(seed);
-    // Every `fill` zero-fills READ_CHUNK bytes however few arrive (slow in debug builds), so the
-    // piece size scales with the stream: at most about 8 reads, byte-sized only when short.
-    let max = match rng.below(8) {
-        0 => 1,
-        1 => 3,
-        2 => 13,
-        k => data.len() as u64 >> (k - 2),
-    }
-    .max(data.len() as u64 / 8)
-    .clamp(1, READ_CHUNK as u64);
+    let max = [1, 3, 13, 64, 4096, READ_CHUNK as u64][rng.below(6) as usize];
     let mut source = Chunky { data, rng: XorShift::new(seed ^ 0xC0FFEE), max };
     let mut reader = FrameReader::new();
     let mut frames = Vec::new();
@@ -298,12 +289,6 @@ fn read_pushed(data: &[u8], seed: u64) -> Reading {
     }
 }
 
-/// Whether to read through `fill` too: always when fuzzing; in the (unoptimized) unit tests
-/// for a quarter of the seeds, because every `fill` zero-fills READ_CHUNK bytes.
-fn peer_reading(seed: u64) -> bool {
-    cfg!(fuzzing) || !cfg!(debug_assertions) || seed % 4 == 0
-}
-
 /// `split_frame` directly, frame after frame.
 fn read_split(mut buf: &[u8]) -> Reading {
     let mut frames = Vec::new();
@@ -333,9 +318,7 @@ fn raw(data: &[u8], seed: u64) {
         let want = Reading { frames, end };
         assert_eq!(read_split(data), want, "split_frame disagrees with the format");
         assert_eq!(read_pushed(data, seed), want, "FrameReader (push_bytes) disagrees with the format");
-        if peer_reading(seed) {
-            assert_eq!(read_like_a_peer(data, seed), want, "FrameReader (fill) disagrees with the format");
-        }
+        assert_eq!(read_like_a_peer(data, seed), want, "FrameReader (fill) disagrees with the format");
         for frame in &want.frames {
             check_parsers(&frame.body);
         }
@@ -528,9 +511,7 @@ fn structured(mut input: Bytes<'_>, seed: u64) {
     let read = Reading { frames, end };
     assert_eq!(read_split(&stream), read);
     assert_eq!(read_pushed(&stream, seed), read);
-    if peer_reading(seed) {
-        assert_eq!(read_like_a_peer(&stream, seed), read);
-    }
+    assert_eq!(read_like_a_peer(&stream, seed), read);
     for (frame, choice) in read.frames.iter().zip(written) {
         check_parsers(&frame.body);
         match choice {
