@@ -30,6 +30,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use workpool::{Backend, Parallel, Task};
 
+mod common;
+use common::{env_usize, fmt_rate, median, selected};
+
 /// The tiny task: one multiplication.
 #[derive(Serialize, Deserialize)]
 struct Tiny(u64);
@@ -199,36 +202,6 @@ fn python_peers() -> HashMap<String, f64> {
 }
 
 // ---- table and statistics (each bench binary carries its own copy) ----
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Whether a scenario is to run: `WORKPOOL_BENCH_ONLY` is a comma-separated list of scenario
-/// names (all of them when unset).
-fn selected(name: &str) -> bool {
-    std::env::var("WORKPOOL_BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == name))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn fmt_rate(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2}M/s", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1}k/s", v / 1e3)
-    } else {
-        format!("{v:.0}/s")
-    }
-}
 
 /// Rows of: scenario, workpool median (min .. max), peer, peer median, and workpool / peer as
 /// the median of per-run ratios when both were measured in each run (noise between runs

@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use workpool::ThreadPool;
 
+mod common;
+use common::{env_usize, fmt_rate, median, selected};
+
 /// Threads per pool.
 const THREADS: usize = 2;
 /// Thread-name prefixes, to tell the pools' threads apart in `/proc/self/task`.
@@ -213,36 +216,6 @@ fn process_cpu() -> Duration {
 }
 
 // ---- table and statistics (each bench binary carries its own copy) ----
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Whether a scenario is to run: `WORKPOOL_BENCH_ONLY` is a comma-separated list of scenario
-/// names (all of them when unset).
-fn selected(name: &str) -> bool {
-    std::env::var("WORKPOOL_BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == name))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn fmt_rate(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2}M/s", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1}k/s", v / 1e3)
-    } else {
-        format!("{v:.0}/s")
-    }
-}
 
 /// Rows of: scenario, workpool median, peer median, the median of the per-run ratios
 /// workpool / peer (each run measures both, so noise between runs cancels), and the min .. max of
