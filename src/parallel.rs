@@ -28,7 +28,7 @@
 
 use crate::ctrl_c;
 use crate::error::{ErrorKind, TaskError};
-use crate::executor::handle::{decode_output, Completion};
+use crate::executor::handle::Completion;
 use crate::executor::Executor;
 use crate::task::Task;
 use crate::unwind;
@@ -482,18 +482,6 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
     fn interrupted(&self) -> bool {
         ctrl_c::interrupts() != self.interrupts
     }
-
-    fn stop(&mut self) {
-        self.ended = true;
-        self.waiting = None;
-        self.abort.store(true, Ordering::Relaxed);
-        for (_, pending) in self.pending.drain() {
-            if let Pending::Process { completion, .. } = pending {
-                completion.cancel();
-            }
-        }
-        self.progress.finish();
-    }
 }
 
 /// Runs a batch on this thread: outputs, or the first panic; and the run time.
@@ -534,7 +522,8 @@ fn decode_outputs<O: serde::de::DeserializeOwned>(
     if rest.is_empty() {
         Ok(outputs)
     } else {
-        decode_output::<()>(rest, task).map(|()| outputs)
+        let message = format!("{} bytes left over", rest.len());
+        Err(TaskError::new(ErrorKind::Codec { stage: "decoding the result", message }, task))
     }
 }
 
@@ -604,8 +593,12 @@ impl<T: Task, I: Iterator<Item = T>> Iterator for ParallelIter<T, I> {
     }
 }
 
-impl<T: Task, I> Drop for ParallelIter<T, I> {
-    fn drop(&mut self) {
+impl<T: Task, I> ParallelIter<T, I> {
+    /// Ends the run: batches not yet started are cancelled, thread batches not yet begun skip
+    /// their work, the bar is cleared.
+    fn stop(&mut self) {
+        self.ended = true;
+        self.waiting = None;
         self.abort.store(true, Ordering::Relaxed);
         for (_, pending) in self.pending.drain() {
             if let Pending::Process { completion, .. } = pending {
@@ -613,6 +606,12 @@ impl<T: Task, I> Drop for ParallelIter<T, I> {
             }
         }
         self.progress.finish();
+    }
+}
+
+impl<T: Task, I> Drop for ParallelIter<T, I> {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -94,11 +94,16 @@ impl Completion {
         }
         *state = State::Done(outcome);
         drop(state);
+        self.announce();
+        true
+    }
+
+    /// Wakes joiners and tells the unordered iterator, once an outcome was stored.
+    fn announce(&self) {
         self.condvar.notify_all();
         if let Some((sender, tag)) = &self.notify {
             let _ = sender.send(*tag);
         }
-        true
     }
 
     /// Fails the task with `kind`.
@@ -114,10 +119,7 @@ impl Completion {
         }
         *state = State::Done(Err(TaskError::new(ErrorKind::Cancelled, self.task)));
         drop(state);
-        self.condvar.notify_all();
-        if let Some((sender, tag)) = &self.notify {
-            let _ = sender.send(*tag);
-        }
+        self.announce();
         true
     }
 

@@ -82,8 +82,6 @@ impl<O, I> Map<O, I> {
 
 impl<O, I> Drop for Map<O, I> {
     fn drop(&mut self) {
-        for handle in self.window.drain(..) {
-            handle.cancel();
-        }
+        self.cancel_rest();
     }
 }
