@@ -526,14 +526,7 @@ fn structured(mut input: Bytes<'_>, seed: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cases(normal: u64, miri: u64) -> u64 {
-        if cfg!(miri) {
-            miri
-        } else {
-            normal
-        }
-    }
+    use crate::fuzzing::cases;
 
     #[test]
     fn seeded_raw_streams() {

@@ -37,6 +37,16 @@ thread_local! {
 /// The message prefix of panics the harnesses cause on purpose, on any thread.
 const EXPECTED: &str = "workpool-fuzz: expected panic";
 
+/// How many seeded cases a test runs: fewer under Miri, which is orders of magnitude slower.
+#[cfg(test)]
+pub(crate) fn cases(normal: u64, miri: u64) -> u64 {
+    if cfg!(miri) {
+        miri
+    } else {
+        normal
+    }
+}
+
 /// Panics on purpose (quietly, see [`install_quiet_panic_hook`]).
 pub(crate) fn expected_panic(what: &str) -> ! {
     std::panic::panic_any(format!("{EXPECTED}: {what}"))

@@ -516,14 +516,7 @@ pub fn threaded(mode: u8, mut input: Bytes<'_>) {
 mod tests {
     use super::super::rng::XorShift;
     use super::*;
-
-    fn cases(normal: u64, miri: u64) -> u64 {
-        if cfg!(miri) {
-            miri
-        } else {
-            normal
-        }
-    }
+    use crate::fuzzing::cases;
 
     #[test]
     fn seeded_deterministic_programs() {
