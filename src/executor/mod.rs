@@ -85,13 +85,13 @@ pub(crate) struct Core {
     /// Bumped by every Ctrl-C.
     pub(crate) epoch: AtomicU64,
     /// Set when workers cannot start at all (no `init()`, wrong binary): fail fast from then on.
-    broken: Mutex<Option<String>>,
+    broken: std::sync::OnceLock<String>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Core {
     pub(crate) fn set_broken(&self, message: String) {
-        *self.broken.lock() = Some(message.clone());
+        let _ = self.broken.set(message.clone());
         self.shared.drain(|env| {
             env.completion.fail(ErrorKind::Spawn { message: message.clone() });
         });
@@ -144,7 +144,7 @@ impl Core {
             completion.fail(ErrorKind::NotRegistered);
             return completion;
         };
-        if let Some(message) = self.broken.lock().clone() {
+        if let Some(message) = self.broken.get().cloned() {
             completion.fail(ErrorKind::Spawn { message });
             return completion;
         }
@@ -469,7 +469,7 @@ fn build(config: Config) -> Result<Executor, BuildError> {
         threads_per_worker,
         next_id: AtomicU64::new(0),
         epoch: AtomicU64::new(crate::ctrl_c::interrupts()),
-        broken: Mutex::new(None),
+        broken: std::sync::OnceLock::new(),
         threads: Mutex::new(Vec::new()),
     });
     let owner = Arc::new(Owner { core: core.clone() });
