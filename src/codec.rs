@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::wire::MAX_FRAME;
+use crate::process::wire::MAX_FRAME;
 
 fn config() -> impl bincode::config::Config {
     // Varint integers (compact for the small values tasks usually carry), and a hard cap on

@@ -10,14 +10,13 @@ mod error;
 mod executor;
 pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see its first lines.
 mod parallel;
+mod process;
 mod scheduler;
 mod sync;
 mod sys;
 mod task;
 mod thread_pool;
 mod unwind;
-mod wire;
-mod worker;
 
 pub use cpu::cpu_count;
 pub use ctrl_c::handle_ctrl_c;
@@ -26,9 +25,9 @@ pub use executor::{
     Executor, ExecutorBuilder, Map, Shutdown, TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
 pub use parallel::{Backend, Parallel, ParallelIter};
+pub use process::worker::init;
 pub use task::Task;
 pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
-pub use worker::init;
 
 /// Lets test binaries (which have no `main` of their own) start workers: use it once, at the
 /// top level of each integration-test file or in the crate's unit tests, and the executor will
@@ -63,7 +62,7 @@ macro_rules! test_support {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::executor::process::TestEntry;
+    pub use crate::process::spawn::TestEntry;
     pub use crate::task::Registration;
     pub use inventory;
 }

@@ -359,7 +359,7 @@ impl<T: Task, I> fmt::Debug for ParallelIter<T, I> {
 impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
     fn new(options: &Parallel, input: I, ordered: bool) -> Self {
         let jobs = options.effective_n_jobs();
-        let backend = if crate::worker::in_worker() && options.executor.is_none() {
+        let backend = if crate::process::worker::in_worker() && options.executor.is_none() {
             // Inside a worker task: never a process pool per task.
             Backend::Threads
         } else {

@@ -24,12 +24,12 @@
 //! every task it had not started goes back to the injector and runs elsewhere.
 
 use super::handle::Completion;
-use super::process::{self, Process};
 use super::{Core, Envelope, Slot};
 use crate::error::ErrorKind;
+use crate::process::spawn::{self as process, Process};
+use crate::process::wire::{self, Done, FrameReader, WireError};
 use crate::scheduler::{Queue, Wait};
 use crate::sys;
-use crate::wire::{self, Done, FrameReader, WireError};
 use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, IoSlice};
 use std::os::fd::AsFd;

@@ -15,16 +15,15 @@
 mod feeder;
 pub(crate) mod handle;
 mod map;
-pub(crate) mod process;
 
 pub use handle::TaskHandle;
 pub use map::Map;
 
 use crate::codec;
 use crate::error::{BuildError, ErrorKind};
+use crate::process::wire;
 use crate::scheduler::{Order, Shared};
 use crate::task::{self, Task};
-use crate::wire;
 use handle::Completion;
 use parking_lot::Mutex;
 use std::fmt;
@@ -453,7 +452,7 @@ impl ExecutorBuilder {
 }
 
 fn build(config: Config) -> Result<Executor, BuildError> {
-    if crate::worker::marked_but_not_serving() {
+    if crate::process::worker::marked_but_not_serving() {
         return Err(BuildError::msg(
             "this process was started as a workpool worker but main() never called workpool::init(), so it \
              may not start workers of its own: call workpool::init() as the first statement of main",

@@ -10,9 +10,9 @@
 use super::rng::{Bytes, XorShift};
 use super::{alloc, EXPECTED_PANIC};
 use crate::codec;
+use crate::process::wire::{self, Done, FrameReader, TaskBody, MAX_FRAME, READ_CHUNK};
+use crate::process::worker;
 use crate::task::{self, Task};
-use crate::wire::{self, Done, FrameReader, TaskBody, MAX_FRAME, READ_CHUNK};
-use crate::worker;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
 

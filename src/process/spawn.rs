@@ -1,8 +1,8 @@
 //! Starting, greeting, stopping and reaping one worker process.
 
+use crate::process::wire::{self, FrameReader};
+use crate::process::worker::{self, MARKER};
 use crate::sys;
-use crate::wire::{self, FrameReader};
-use crate::worker::{self, MARKER};
 use std::io::{self, ErrorKind};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;

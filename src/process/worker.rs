@@ -8,9 +8,9 @@
 //! already buffered): the executor knows exactly which task a dead worker was running, and
 //! which ones it never touched (those are rescheduled).
 
+use crate::process::wire::{self, FrameReader};
 use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
-use crate::wire::{self, FrameReader};
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::net::UnixStream;
