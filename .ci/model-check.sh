@@ -22,7 +22,7 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
     # harnesses' own exactly-once counts.
     flags="-Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-ignore-leaks"
     MIRIFLAGS="${MIRIFLAGS:-$flags}" CARGO_TARGET_DIR="$PWD/target/miri" \
-        cargo +nightly miri test --lib -- scheduler:: fuzzing::pool fuzzing::scheduler fuzzing::rng fuzzing::alloc
+        cargo +nightly miri test --lib -- scheduler:: fuzzing::pool fuzzing::scheduler rng:: fuzzing::alloc
 else
     echo "model-check: no nightly toolchain with Miri (cargo +nightly miri --version failed); skipping Miri"
 fi

@@ -11,6 +11,7 @@ mod executor;
 pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see its first lines.
 mod parallel;
 mod process;
+mod rng;
 mod scheduler;
 mod sync;
 mod sys;

@@ -1,9 +1,9 @@
-//! The executor property of `src/fuzzing/executor.rs` (also the `executor` fuzz target) as a
+//! The executor property of `tests/harness/executor.rs` (also the `executor` fuzz target) as a
 //! seeded test: random programs of submits, cancels, crashing tasks, timeouts and drops against
 //! real executors with 1–2 worker processes, each checked for exactly-once accounting.
 //!
-//! The harness file is included here because integration tests do not see the library's
-//! `cfg(test)` items; it uses only the public API, through the `api` module below.
+//! The harness (`tests/harness/executor.rs`) uses only the public API, through the `api` module
+//! below; the `executor` fuzz target includes the same file.
 
 workpool::test_support!();
 
@@ -13,12 +13,16 @@ mod api {
     pub(crate) use workpool::{ErrorKind, Executor, Shutdown, Task, TaskError, TaskHandle};
 }
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../src/fuzzing/rng.rs"]
+#[allow(dead_code)]
+#[path = "../src/rng.rs"]
 mod rng;
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../src/fuzzing/executor.rs"]
+#[path = "../src/fuzzing/input.rs"]
+mod input;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "harness/executor.rs"]
 mod executor;
 
 use executor::{Limits, Summary};

@@ -1,5 +1,5 @@
-//! Programs of submits, cancels, crashes, timeouts and drops against a real executor (see
-//! `workpool::fuzzing::executor`).
+//! Programs of submits, cancels, crashes, timeouts and drops against a real executor (the
+//! harness in `tests/harness/executor.rs`, which `tests/fuzz_executor.rs` runs as seeded tests).
 //!
 //! The executor starts its workers by running this very binary again. libFuzzer owns `main`,
 //! but it calls `LLVMFuzzerInitialize` (this macro's `init` block) before it parses any
@@ -9,6 +9,20 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
+
+/// What the harness calls `super::api`: workpool's public API.
+mod api {
+    pub(crate) use workpool::register;
+    pub(crate) use workpool::{ErrorKind, Executor, Shutdown, Task, TaskError, TaskHandle};
+}
+
+#[allow(dead_code)]
+#[path = "../../src/fuzzing/input.rs"]
+mod input;
+
+#[allow(dead_code)]
+#[path = "../../tests/harness/executor.rs"]
+mod executor;
 
 /// libFuzzer's `main` is not Rust's, so SIGPIPE keeps its default action (terminate) here, as in
 /// any C or Python host. The executor must never raise it (it sends with MSG_NOSIGNAL); if it
@@ -30,11 +44,11 @@ fuzz_target!(
         unsafe { libc::signal(libc::SIGPIPE, on_sigpipe as extern "C" fn(libc::c_int) as libc::sighandler_t) };
     },
     |data: &[u8]| {
-        let limits = workpool::fuzzing::executor::Limits {
+        let limits = executor::Limits {
             max_ops: 16,
             task_timeout: Duration::from_millis(300),
             hang: Duration::from_secs(30),
         };
-        workpool::fuzzing::executor::run(data, limits);
+        executor::run(data, limits);
     }
 );

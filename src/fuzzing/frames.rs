@@ -7,11 +7,12 @@
 //! (the bytes describe frames that are built with the wire's own writers and must read back
 //! exactly), and seeds the chunking of the stream.
 
-use super::rng::{Bytes, XorShift};
+use super::input::Bytes;
 use super::{alloc, EXPECTED_PANIC};
 use crate::codec;
 use crate::process::wire::{self, Done, FrameReader, TaskBody, MAX_FRAME, READ_CHUNK};
 use crate::process::worker;
+use crate::rng::XorShift;
 use crate::task::{self, Task};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};

@@ -1,5 +1,5 @@
-//! Harnesses for fuzzing and property tests (hidden; compiled for the crate's own tests and
-//! under `--cfg fuzzing`, which `cargo fuzz` sets).
+//! The harnesses that need the crate's internals, for fuzzing and property tests (hidden;
+//! compiled for the crate's own tests and under `--cfg fuzzing`, which `cargo fuzz` sets).
 //!
 //! Each harness takes arbitrary bytes and panics on a violated property:
 //!
@@ -9,21 +9,22 @@
 //!   task handling.
 //! * [`pool::run`]: trees of `join`, `scope` and `spawn` on the thread pool (part of the
 //!   `scheduler` fuzz target).
-//! * [`executor::run`]: programs of submits, cancels, crashes, timeouts and drops against a
-//!   real process executor.
+//!
+//! The fourth harness, programs of submits, cancels, crashes, timeouts and drops against a real
+//! process executor, needs only the public API: it lives in `tests/harness/executor.rs`, and
+//! both `tests/fuzz_executor.rs` and the `executor` fuzz target include it (with [`input`]).
 //!
 //! The fuzz targets in `fuzz/` are one-line wrappers around these; the seeded unit tests here
-//! and `tests/fuzz_executor.rs` feed them byte strings from [`rng::XorShift`]. See
-//! `fuzz/README.md` for how to run the fuzzers.
+//! feed them byte strings from `crate::rng::XorShift`. See `fuzz/README.md` for how to run the
+//! fuzzers.
 
 #![cfg(any(test, fuzzing))]
 #![doc(hidden)]
 
 pub mod alloc;
-pub mod executor;
 pub mod frames;
+pub mod input;
 pub mod pool;
-pub mod rng;
 pub mod scheduler;
 
 use std::cell::Cell;
@@ -71,11 +72,4 @@ pub(crate) fn install_quiet_panic_hook() {
             }
         }));
     });
-}
-
-/// What `executor.rs` uses of the crate: only its public API, so that the same file also
-/// compiles inside `tests/fuzz_executor.rs` (with `workpool::` in place of `crate::`).
-mod api {
-    pub(crate) use crate::register;
-    pub(crate) use crate::{ErrorKind, Executor, Shutdown, Task, TaskError, TaskHandle};
 }

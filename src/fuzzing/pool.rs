@@ -6,7 +6,7 @@
 //! let their owner's frame go), so it is also what the Miri run exercises.
 
 use super::expected_panic;
-use super::rng::Bytes;
+use super::input::Bytes;
 use crate::ThreadPool;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -150,7 +150,7 @@ pub fn run(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rng::XorShift;
+    use crate::rng::XorShift;
 
     #[test]
     fn seeded_pool_programs() {

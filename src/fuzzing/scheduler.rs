@@ -12,7 +12,7 @@
 //!   wakes workers at random and finally terminates. Any job not run within a generous deadline
 //!   is a lost wake-up; the harness then fails instead of hanging.
 
-use super::rng::Bytes;
+use super::input::Bytes;
 use crate::scheduler::sleep::Slept;
 use crate::scheduler::{Order, Queue, Shared, Wait};
 use std::cell::Cell;
@@ -514,9 +514,9 @@ pub fn threaded(mode: u8, mut input: Bytes<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rng::XorShift;
     use super::*;
     use crate::fuzzing::cases;
+    use crate::rng::XorShift;
 
     #[test]
     fn seeded_deterministic_programs() {

@@ -35,6 +35,7 @@
 
 pub(crate) mod sleep;
 
+use crate::rng::XorShift;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use sleep::{Sleep, Slept, SPIN_ROUNDS};
 use std::cell::Cell;
@@ -56,7 +57,8 @@ pub(crate) struct Shared<J> {
 pub(crate) struct Queue<J> {
     index: usize,
     deque: Worker<J>,
-    rng: Cell<u64>,
+    /// Picks the first victim of each steal round.
+    rng: Cell<XorShift>,
     shared: Arc<Shared<J>>,
 }
 
@@ -101,7 +103,12 @@ impl<J: Send> Shared<J> {
         let queues = deques
             .into_iter()
             .enumerate()
-            .map(|(index, deque)| Queue { index, deque, rng: Cell::new(seed(index)), shared: shared.clone() })
+            .map(|(index, deque)| Queue {
+                index,
+                deque,
+                rng: Cell::new(XorShift::new(index as u64)),
+                shared: shared.clone(),
+            })
             .collect();
         (shared, queues)
     }
@@ -274,23 +281,14 @@ impl<J: Send> Queue<J> {
         }
     }
 
-    /// xorshift64*: cheap, and good enough to spread victim choices.
+    /// Cheap, and good enough to spread victim choices; seeded per thread, so two idle
+    /// threads do not hammer the same victim in lockstep.
     fn next_random(&self) -> u64 {
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        let mut rng = self.rng.get();
+        let x = rng.next_u64();
+        self.rng.set(rng);
+        x
     }
-}
-
-fn seed(index: usize) -> u64 {
-    // Distinct, non-zero seeds per worker (SplitMix64 of the index).
-    let mut z = (index as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) | 1
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! Byte sources for the harnesses: a reader over fuzzer input, and a seeded generator of such
-//! input for the plain `cargo test` runs.
+//! The harnesses' input: a reader that turns fuzzer bytes into numbers (any input is a valid
+//! program). The seeded `cargo test` runs make such bytes with [`crate::rng::XorShift`].
 //!
-//! This file uses nothing of the crate, so `tests/fuzz_executor.rs` includes it as well.
+//! This file uses nothing of the crate, so the public-API harness (`tests/harness/`) and the
+//! `executor` fuzz target include it as well.
 
 /// Reads numbers off the front of a byte string; once the bytes run out every read is zero, so
 /// any input (including the empty one) is a valid program.
@@ -71,51 +72,6 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// xorshift64*: a tiny deterministic generator for the seeded tests.
-#[derive(Clone, Debug)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator; any seed works (zero is mapped to a fixed non-zero state).
-    pub fn new(seed: u64) -> Self {
-        // SplitMix64 of the seed, so that nearby seeds give unrelated streams.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        XorShift((z ^ (z >> 31)) | 1)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// A byte string of up to `max_len` bytes, biased towards the values parsers care about
-    /// (0, 1, 0xff, small numbers) so that short inputs still reach deep states.
-    pub fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        let len = self.below(max_len as u64 + 1) as usize;
-        (0..len)
-            .map(|_| match self.below(8) {
-                0 => 0,
-                1 => 0xff,
-                2 => 1,
-                3 => self.below(16) as u8,
-                _ => self.next_u64() as u8,
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,13 +83,5 @@ mod tests {
         assert_eq!(b.u32(), 0x0005_0403);
         assert!(b.is_empty());
         assert_eq!(b.u64(), 0);
-    }
-
-    #[test]
-    fn xorshift_is_deterministic() {
-        let a: Vec<u64> = (0..4).scan(XorShift::new(7), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..4).scan(XorShift::new(7), |r, _| Some(r.next_u64())).collect();
-        assert_eq!(a, b);
-        assert_ne!(XorShift::new(0).next_u64(), 0);
     }
 }

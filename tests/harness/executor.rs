@@ -10,12 +10,12 @@
 //! byte and a cancelled task's file does not exist. And no worker process may outlive the
 //! program.
 //!
-//! This file reaches the crate only through its public API (`super::api`) and `super::rng`:
-//! `tests/fuzz_executor.rs` includes it with `#[path]`, because integration tests do not see
-//! the library's `cfg(test)` items.
+//! This file reaches the crate only through its public API (`super::api`) and reads its
+//! program with `super::input::Bytes`: `tests/fuzz_executor.rs` and the `executor` fuzz target
+//! both include it with `#[path]`.
 
 use super::api::{ErrorKind, Executor, Shutdown, Task, TaskError, TaskHandle};
-use super::rng::Bytes;
+use super::input::Bytes;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
