@@ -25,6 +25,52 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), St
     bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())
 }
 
+/// Decodes exactly one value: bytes left over after it are an error.
+pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut values = Values::new(bytes);
+    let value = values.next()?;
+    values.finish()?;
+    Ok(value)
+}
+
+/// Decodes `count` consecutive values that fill `bytes` exactly.
+pub(crate) fn decode_many<T: DeserializeOwned>(bytes: &[u8], count: usize) -> Result<Vec<T>, String> {
+    let mut values = Values::new(bytes);
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push(values.next()?);
+    }
+    values.finish()?;
+    Ok(out)
+}
+
+/// Consecutive values read off a buffer one at a time (a worker decodes a batch's arguments as
+/// it runs them); [`Values::finish`] checks that nothing is left over.
+pub(crate) struct Values<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Values<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Values { rest: bytes }
+    }
+
+    /// The next value.
+    pub(crate) fn next<T: DeserializeOwned>(&mut self) -> Result<T, String> {
+        let (value, used) = decode(self.rest)?;
+        self.rest = &self.rest[used..];
+        Ok(value)
+    }
+
+    /// Ok when every byte was used.
+    pub(crate) fn finish(self) -> Result<(), String> {
+        match self.rest.len() {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes left over after the last value")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,6 +83,18 @@ mod tests {
         assert_eq!((n, s.as_str(), used), (7, "seven", out.len()));
         let err = decode::<(u64, String)>(&out[..3]).unwrap_err();
         assert!(!err.is_empty());
+    }
+
+    #[test]
+    fn exact_and_many_refuse_leftovers() {
+        let mut out = Vec::new();
+        encode_into(&1u32, &mut out).unwrap();
+        encode_into(&2u32, &mut out).unwrap();
+        assert_eq!(decode_many::<u32>(&out, 2).unwrap(), vec![1, 2]);
+        assert_eq!(decode_many::<u32>(&out, 1).unwrap_err(), "1 bytes left over after the last value");
+        assert!(decode_exact::<u32>(&out).is_err());
+        assert_eq!(decode_exact::<u32>(&out[..1]).unwrap(), 1);
+        assert!(decode_many::<u32>(&out, 3).is_err(), "too few values");
     }
 
     #[test]

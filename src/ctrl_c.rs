@@ -7,64 +7,13 @@
 //! runs stop between batches, and waiting calls return promptly. The executors stay usable.
 //! A Ctrl-C while nothing is waiting keeps its usual meaning: workers are killed and the
 //! program exits with status 130.
+//!
+//! This module sits above the executor: it uses [`crate::interrupt`] (who waits, the epoch) and
+//! the executor's list of live executors; neither of those knows about signals.
 
 use crate::error::BuildError;
-use crate::executor::Core;
-use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{OnceLock, Weak};
-
-/// Threads blocked waiting for a result right now.
-static WAITING: AtomicUsize = AtomicUsize::new(0);
-/// Ctrl-C presses handled as interrupts so far.
-static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
-/// Every executor built in this process (dropped ones are pruned on registration).
-static EXECUTORS: Mutex<Vec<Weak<Core>>> = Mutex::new(Vec::new());
-
-/// Marks the current thread as waiting for a result while it lives.
-pub(crate) struct Waiting(());
-
-impl Waiting {
-    pub(crate) fn enter() -> Self {
-        WAITING.fetch_add(1, Ordering::SeqCst);
-        Waiting(())
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        WAITING.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Number of interrupts so far; code that cannot be killed (threads) polls it.
-pub(crate) fn interrupts() -> u64 {
-    INTERRUPTS.load(Ordering::SeqCst)
-}
-
-pub(crate) fn register(core: &std::sync::Arc<Core>) {
-    static AT_EXIT: std::sync::Once = std::sync::Once::new();
-    AT_EXIT.call_once(|| crate::sys::at_exit(stop_all_workers));
-    let mut all = EXECUTORS.lock();
-    all.retain(|w| w.strong_count() > 0);
-    all.push(std::sync::Arc::downgrade(core));
-}
-
-fn live_executors() -> Vec<std::sync::Arc<Core>> {
-    EXECUTORS.lock().iter().filter_map(Weak::upgrade).collect()
-}
-
-/// At exit: kill and reap the workers of every executor still alive (the reusable one lives in
-/// a static and is never dropped). Their feeders would not outlive this process anyway.
-extern "C" fn stop_all_workers() {
-    // `try_lock`: never block process exit on a lock some other thread might hold.
-    let Some(all) = EXECUTORS.try_lock() else { return };
-    let cores: Vec<_> = all.iter().filter_map(Weak::upgrade).collect();
-    drop(all);
-    for core in cores {
-        core.kill_all();
-    }
-}
+use crate::interrupt;
+use std::sync::OnceLock;
 
 /// Installs the Ctrl-C handler (opt-in; calling it again is harmless).
 ///
@@ -86,17 +35,10 @@ pub fn handle_ctrl_c() -> Result<(), BuildError> {
 
 /// What a Ctrl-C does (runs on the `ctrlc` crate's handler thread).
 fn on_ctrl_c() {
-    if WAITING.load(Ordering::SeqCst) == 0 {
+    if !interrupt::anyone_waiting() {
         // The usual meaning of Ctrl-C; the exit hook kills and reaps the workers.
         std::process::exit(130);
     }
-    interrupt();
-}
-
-/// Interrupts every executor as a Ctrl-C would (without needing a signal).
-pub(crate) fn interrupt() {
-    INTERRUPTS.fetch_add(1, Ordering::SeqCst);
-    for core in live_executors() {
-        core.interrupt();
-    }
+    let epoch = interrupt::begin();
+    crate::executor::interrupt_all(epoch);
 }

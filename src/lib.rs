@@ -9,6 +9,7 @@ mod ctrl_c;
 mod error;
 mod executor;
 pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see its first lines.
+mod interrupt;
 mod parallel;
 mod process;
 mod rng;

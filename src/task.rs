@@ -182,13 +182,10 @@ thread_local! {
 /// Decodes `count` arguments of `T` from `payload`, runs each, and appends the encoded outputs to
 /// `out`. Stops at the first panic or codec error.
 fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus {
-    let mut rest = payload;
+    let mut arguments = codec::Values::new(payload);
     for index in 0..count {
-        let task: T = match codec::decode(rest) {
-            Ok((task, used)) => {
-                rest = &rest[used..];
-                task
-            }
+        let task: T = match arguments.next() {
+            Ok(task) => task,
             Err(e) => return RunStatus::Decode(e),
         };
         let output = match unwind::halt_unwinding(|| task.run()) {
@@ -202,10 +199,10 @@ fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus
             return RunStatus::Encode(e);
         }
     }
-    if !rest.is_empty() {
-        return RunStatus::Decode(format!("{} bytes left over after the last argument", rest.len()));
+    match arguments.finish() {
+        Ok(()) => RunStatus::Ok,
+        Err(e) => RunStatus::Decode(e),
     }
-    RunStatus::Ok
 }
 
 #[cfg(test)]
@@ -239,14 +236,11 @@ mod tests {
         let entry = entry_of::<Double>().expect("registered");
         let mut out = Vec::new();
         let status = (entry.run)(&payload, args.len() as u32, &mut out);
-        let mut results = Vec::new();
-        let mut rest = &out[..];
-        while !rest.is_empty() {
-            let (v, used): (u32, usize) = codec::decode(rest).unwrap();
-            results.push(v);
-            rest = &rest[used..];
-        }
-        (status, results)
+        let done = match &status {
+            RunStatus::Panic { index, .. } => *index as usize,
+            _ => args.len(),
+        };
+        (status, codec::decode_many(&out, done).unwrap())
     }
 
     #[test]

@@ -23,8 +23,8 @@
 //! `STARTED` fails (worker death, or timeout / interrupt when the feeder or Ctrl-C killed it);
 //! every task it had not started goes back to the injector and runs elsewhere.
 
-use super::handle::Completion;
-use super::{Core, Envelope, Slot};
+use super::completion::Completion;
+use super::shared::{Envelope, Shared, Slot};
 use crate::error::ErrorKind;
 use crate::process::spawn::{self as process, Process};
 use crate::process::wire::{self, Done, FrameReader, WireError};
@@ -88,7 +88,7 @@ struct Live {
 }
 
 pub(crate) struct Feeder {
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     queue: Queue<Envelope>,
     slot: Arc<Slot>,
     /// A job taken while idle, to be dispatched by the next fill.
@@ -99,8 +99,8 @@ pub(crate) struct Feeder {
 }
 
 impl Feeder {
-    pub(crate) fn new(core: Arc<Core>, queue: Queue<Envelope>, slot: Arc<Slot>) -> Self {
-        Feeder { core, queue, slot, held: None, live: None, avg_ns: 0.0 }
+    pub(crate) fn new(shared: Arc<Shared>, queue: Queue<Envelope>, slot: Arc<Slot>) -> Self {
+        Feeder { shared, queue, slot, held: None, live: None, avg_ns: 0.0 }
     }
 
     pub(crate) fn run(mut self) {
@@ -116,7 +116,7 @@ impl Feeder {
                     continue;
                 }
             }
-            let idle_until = self.live.as_ref().map(|l| l.idle_since + self.core.config.idle_timeout);
+            let idle_until = self.live.as_ref().map(|l| l.idle_since + self.shared.config.idle_timeout);
             let wake = idle_until.map(|until| until.min(Instant::now() + IDLE_CHECK));
             match self.queue.wait(&|| false, wake, true) {
                 Wait::Job(env) => self.held = Some(env),
@@ -145,7 +145,7 @@ impl Feeder {
                 }
             }
             let Some(env) = self.held.take().or_else(|| self.queue.find_work()) else { return };
-            if env.epoch < self.core.epoch.load(Ordering::SeqCst) {
+            if env.epoch < self.shared.epoch.load(Ordering::SeqCst) {
                 env.completion.fail(ErrorKind::Interrupted);
                 continue;
             }
@@ -163,7 +163,7 @@ impl Feeder {
             let live = self.live.as_mut().expect("started above");
             live.inflight.push_back(InFlight { env, started: false });
             live.sent += 1;
-            if self.core.config.max_tasks_per_worker.is_some_and(|max| live.sent >= max) {
+            if self.shared.config.max_tasks_per_worker.is_some_and(|max| live.sent >= max) {
                 live.retiring = true;
             }
             self.slot.inflight.store(live.inflight.len(), Ordering::Relaxed);
@@ -173,9 +173,9 @@ impl Feeder {
     /// Starts a worker; on failure fails `first` (and, for a set-up error that would recur,
     /// everything queued) and returns false.
     fn start_process(&mut self, first: &Completion) -> bool {
-        match process::spawn(self.core.threads_per_worker, self.core.config.handshake_timeout) {
+        match process::spawn(self.shared.threads_per_worker, self.shared.config.handshake_timeout) {
             Ok(process) => {
-                self.core.shared.sleep.set_warm(self.queue.index(), true);
+                self.shared.queue.sleep.set_warm(self.queue.index(), true);
                 self.slot.pid.store(process.pid, Ordering::SeqCst);
                 self.slot.starts.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
@@ -197,7 +197,7 @@ impl Feeder {
             Err(e) => {
                 first.fail(ErrorKind::Spawn { message: e.message.clone() });
                 if e.sticky {
-                    self.core.set_broken(e.message);
+                    self.shared.set_broken(e.message);
                 }
                 false
             }
@@ -209,7 +209,7 @@ impl Feeder {
         let live = self.live.as_mut().expect("pump needs a process");
         let want_write = live.unsent < live.inflight.len();
         let mut timeout = POLL_TICK;
-        if let (Some(limit), Some(since)) = (self.core.config.task_timeout, live.running_since) {
+        if let (Some(limit), Some(since)) = (self.shared.config.task_timeout, live.running_since) {
             if live.kill.is_none() {
                 timeout = timeout.min((since + limit).saturating_duration_since(Instant::now()));
             }
@@ -287,7 +287,7 @@ impl Feeder {
     }
 
     fn handle_frames(&mut self) -> Result<(), WireError> {
-        let core = &self.core;
+        let shared = &self.shared;
         let slot = &self.slot;
         let live = self.live.as_mut().expect("live");
         while let Some(frame) = live.reader.next_frame()? {
@@ -313,7 +313,7 @@ impl Feeder {
                     f.env.completion.set_elapsed(elapsed_ns);
                     complete(&f.env.completion, done);
                     live.idle_since = Instant::now();
-                    if let Some(ceiling) = core.config.max_worker_memory {
+                    if let Some(ceiling) = shared.config.max_worker_memory {
                         if live.idle_since.duration_since(live.rss_checked) >= RSS_INTERVAL {
                             live.rss_checked = live.idle_since;
                             if sys::rss_bytes(live.process.pid).is_some_and(|rss| rss > ceiling) {
@@ -330,7 +330,7 @@ impl Feeder {
 
     fn check_timers(&mut self) {
         let Some(live) = self.live.as_mut() else { return };
-        if let (Some(limit), Some(since), None) = (self.core.config.task_timeout, live.running_since, live.kill) {
+        if let (Some(limit), Some(since), None) = (self.shared.config.task_timeout, live.running_since, live.kill) {
             if since.elapsed() >= limit {
                 live.kill = Some(Kill::Timeout(limit));
                 sys::kill(live.process.pid);
@@ -354,7 +354,7 @@ impl Feeder {
             let _ = self.read_some();
         }
         let mut live = self.live.take().expect("a process died");
-        self.core.shared.sleep.set_warm(self.queue.index(), false);
+        self.shared.queue.sleep.set_warm(self.queue.index(), false);
         let cause = process::reap(&mut live.process.child, EXIT_GRACE);
         let cause = broken.unwrap_or(cause);
         let interrupted = self.slot.interrupt.swap(0, Ordering::SeqCst) != 0;
@@ -380,13 +380,13 @@ impl Feeder {
                 again.push(f.env);
             }
         }
-        self.core.shared.inject_many(again);
+        self.shared.queue.inject_many(again);
     }
 
     /// Graceful stop: close the socket (the worker exits on end of stream) and reap.
     fn close_process(&mut self) {
         if let Some(mut live) = self.live.take() {
-            self.core.shared.sleep.set_warm(self.queue.index(), false);
+            self.shared.queue.sleep.set_warm(self.queue.index(), false);
             debug_assert!(live.inflight.is_empty());
             drop(live.process.socket);
             process::reap(&mut live.process.child, EXIT_GRACE);

@@ -22,7 +22,7 @@ pub struct Map<O, I> {
     ended: bool,
     /// While a map is being consumed, a Ctrl-C interrupts it (even between two `next` calls)
     /// instead of exiting the program.
-    waiting: Option<crate::ctrl_c::Waiting>,
+    waiting: Option<crate::interrupt::Waiting>,
 }
 
 impl<O, I> fmt::Debug for Map<O, I> {
@@ -50,7 +50,7 @@ where
         if self.ended {
             return None;
         }
-        self.waiting.get_or_insert_with(crate::ctrl_c::Waiting::enter);
+        self.waiting.get_or_insert_with(crate::interrupt::Waiting::enter);
         while self.window.len() < self.limit {
             match self.input.next() {
                 Some(task) => self.window.push_back(self.executor.submit(task)),

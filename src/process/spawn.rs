@@ -1,7 +1,7 @@
 //! Starting, greeting, stopping and reaping one worker process.
 
 use crate::process::wire::{self, FrameReader};
-use crate::process::worker::{self, MARKER};
+use crate::process::worker::{self, INIT_HINT, MARKER};
 use crate::sys;
 use std::io::{self, ErrorKind};
 use std::os::fd::{AsFd, AsRawFd};
@@ -39,9 +39,6 @@ impl SpawnError {
     }
 }
 
-const INIT_HINT: &str = "call `workpool::init()` as the first statement of `main` (in test binaries, add \
-                         `workpool::test_support!();`)";
-
 /// A started worker that said hello.
 pub(crate) struct Process {
     pub(crate) child: Child,
@@ -70,12 +67,7 @@ fn test_harness_args() -> Vec<String> {
 
 /// Starts a worker and waits (at most `handshake`) for its hello.
 pub(crate) fn spawn(threads_per_worker: usize, handshake: Duration) -> Result<Process, SpawnError> {
-    if worker::marked_but_not_serving() {
-        return Err(SpawnError::sticky(format!(
-            "this process was started as a workpool worker but never called workpool::init(), \
-             so it may not start workers of its own (that would be a fork bomb): {INIT_HINT}"
-        )));
-    }
+    worker::refuse_nested_workers().map_err(SpawnError::sticky)?;
     let (ours, theirs) = UnixStream::pair().map_err(|e| SpawnError::transient("socketpair", e))?;
     let exe = if std::path::Path::new("/proc/self/exe").exists() {
         std::path::PathBuf::from("/proc/self/exe")

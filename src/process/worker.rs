@@ -33,11 +33,21 @@ pub(crate) fn in_worker() -> bool {
     WORKER_MODE.load(Ordering::Relaxed)
 }
 
-/// True when this process was started as a worker but `init()` was never called: such a
-/// process must not start workers of its own (that is how fork bombs happen).
-pub(crate) fn marked_but_not_serving() -> bool {
-    !in_worker() && std::env::var_os(MARKER).is_some()
+/// Refuses to let a process that was started as a worker but never called `init()` start
+/// workers of its own (that is how fork bombs happen); the error says what to do.
+pub(crate) fn refuse_nested_workers() -> Result<(), String> {
+    if in_worker() || std::env::var_os(MARKER).is_none() {
+        return Ok(());
+    }
+    Err(format!(
+        "this process was started as a workpool worker but main() never called workpool::init(), so it may \
+         not start workers of its own (that would be a fork bomb): {INIT_HINT}"
+    ))
 }
+
+/// What to do when worker processes do not serve.
+pub(crate) const INIT_HINT: &str = "call `workpool::init()` as the first statement of `main` (in test binaries, \
+                                   add `workpool::test_support!();`)";
 
 /// Turns this process into a worker if it was started as one; otherwise returns at once.
 ///

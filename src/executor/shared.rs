@@ -1,0 +1,194 @@
+//! What an executor's handles, its feeder threads and the Ctrl-C path share: the scheduler of
+//! encoded tasks, the slots, and the process-wide list of live executors.
+
+use super::builder::Config;
+use super::completion::{Completion, Notify};
+use crate::error::ErrorKind;
+use crate::process::wire;
+use crate::scheduler;
+use crate::task;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::JoinHandle;
+
+/// One encoded task on its way to a worker process.
+pub(crate) struct Envelope {
+    pub(crate) id: u64,
+    /// The complete `TASK` frame.
+    pub(crate) frame: Vec<u8>,
+    pub(crate) completion: Arc<Completion>,
+    /// The interrupt epoch at submission: tasks from before a Ctrl-C are not dispatched.
+    pub(crate) epoch: u64,
+}
+
+/// What the outside world can see of one slot: the place of one worker process at a time,
+/// served by one feeder thread.
+///
+/// Every field is written by the slot's feeder thread only, except `interrupt`, which the
+/// Ctrl-C path sets before it kills the worker process. `SeqCst` throughout: these are read
+/// rarely (snapshots, Ctrl-C) and their order against the handles' completion matters (see
+/// the feeder: counters are settled before a handle completes).
+#[derive(Default)]
+pub(crate) struct Slot {
+    /// The pid of the slot's worker process; 0 while it has none.
+    pub(crate) pid: AtomicU32,
+    /// Tasks written (or being written) to the worker process and not finished.
+    pub(crate) inflight: AtomicUsize,
+    /// Tasks finished by this slot's worker processes, over all of them.
+    pub(crate) tasks_run: AtomicU64,
+    /// Worker processes started in this slot.
+    pub(crate) starts: AtomicU64,
+    /// Worker processes of this slot that died (crash, kill, timeout).
+    pub(crate) deaths: AtomicU64,
+    /// The interrupt epoch whose Ctrl-C killed the current worker process (0: none).
+    pub(crate) interrupt: AtomicU64,
+}
+
+/// State shared by an executor's handles and its feeder threads (tokio would call it `Shared`:
+/// the per-slot parts live in each feeder).
+pub(crate) struct Shared {
+    /// Fixed at build.
+    pub(crate) config: Config,
+    /// Encoded tasks: injected by submitting threads, taken by feeders.
+    pub(crate) queue: Arc<scheduler::Shared<Envelope>>,
+    pub(crate) slots: Box<[Arc<Slot>]>,
+    /// `max(1, cpu_count / workers)`: the thread caps worker processes get (computed once:
+    /// cpu_count reads several files).
+    pub(crate) threads_per_worker: usize,
+    /// Task ids, taken by submitting threads.
+    next_id: AtomicU64,
+    /// The interrupt epoch this executor has acted on (written by the Ctrl-C path).
+    pub(crate) epoch: AtomicU64,
+    /// Set once, by a feeder, when worker processes cannot start at all (no `init()`, wrong
+    /// binary): every later submit fails fast.
+    broken: OnceLock<String>,
+    /// The feeder threads, joined by `shutdown`.
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, queue: Arc<scheduler::Shared<Envelope>>, threads_per_worker: usize) -> Self {
+        let slots = (0..config.workers).map(|_| Arc::new(Slot::default())).collect();
+        Shared {
+            config,
+            queue,
+            slots,
+            threads_per_worker,
+            next_id: AtomicU64::new(0),
+            epoch: AtomicU64::new(crate::interrupt::epoch()),
+            broken: OnceLock::new(),
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Marks the executor broken (see `broken`) and fails everything queued.
+    pub(crate) fn set_broken(&self, message: String) {
+        let _ = self.broken.set(message.clone());
+        self.queue.drain(|env| env.completion.fail(ErrorKind::Spawn { message: message.clone() }));
+    }
+
+    /// Ctrl-C: fail what is queued, kill busy worker processes (their tasks fail as interrupted).
+    fn interrupt(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::SeqCst);
+        self.queue.drain(|env| env.completion.fail(ErrorKind::Interrupted));
+        for slot in self.slots.iter() {
+            if slot.inflight.load(Ordering::SeqCst) > 0 {
+                slot.interrupt.store(epoch, Ordering::SeqCst);
+                let pid = slot.pid.load(Ordering::SeqCst);
+                if pid != 0 {
+                    crate::sys::kill(pid);
+                }
+            }
+        }
+    }
+
+    /// Kills every worker process at once and reaps it (the process is about to exit: nobody
+    /// else would reap them, and PID 1 is not always a good reaper).
+    fn kill_all(&self) {
+        let pids: Vec<u32> = self.slots.iter().map(|s| s.pid.load(Ordering::SeqCst)).filter(|&p| p != 0).collect();
+        for &pid in &pids {
+            crate::sys::kill(pid);
+        }
+        for pid in pids {
+            crate::sys::reap(pid);
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.queue.terminate();
+    }
+
+    /// Encodes and queues one `TASK` frame of `count` arguments.
+    pub(crate) fn submit_encoded(
+        &self,
+        name: &'static str,
+        entry: Option<task::Entry>,
+        count: u32,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+        notify: Option<Notify>,
+    ) -> Arc<Completion> {
+        let completion = Completion::new(name, notify);
+        let Some(entry) = entry else {
+            completion.fail(ErrorKind::NotRegistered);
+            return completion;
+        };
+        if let Some(message) = self.broken.get().cloned() {
+            completion.fail(ErrorKind::Spawn { message });
+            return completion;
+        }
+        if self.queue.is_terminating() {
+            completion.fail(ErrorKind::ShutDown);
+            return completion;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut frame = Vec::with_capacity(64);
+        let start = wire::task_header(&mut frame, id, entry.key, count);
+        if let Err(message) = encode(&mut frame) {
+            completion.fail(ErrorKind::Codec { stage: "encoding the argument", message });
+            return completion;
+        }
+        if let Err(e) = wire::end_frame(&mut frame, start) {
+            completion.fail(ErrorKind::Codec { stage: "framing the argument", message: e.0 });
+            return completion;
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        self.queue.inject(Envelope { id, frame, completion: completion.clone(), epoch });
+        completion
+    }
+}
+
+// ===== every executor of this process =====
+
+/// Every executor built in this process (dropped ones are pruned on registration).
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+/// Adds an executor to the process-wide list (for Ctrl-C and for the exit hook).
+pub(crate) fn register(shared: &Arc<Shared>) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| crate::sys::at_exit(stop_all_workers));
+    let mut all = LIVE.lock();
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(shared));
+}
+
+/// Interrupts every live executor (Ctrl-C, see `ctrl_c.rs`): queued tasks fail, busy worker
+/// processes are killed, the executors stay usable.
+pub(crate) fn interrupt_all(epoch: u64) {
+    let live: Vec<Arc<Shared>> = LIVE.lock().iter().filter_map(Weak::upgrade).collect();
+    for shared in live {
+        shared.interrupt(epoch);
+    }
+}
+
+/// At exit: kill and reap the worker processes of every executor still alive (the reusable one
+/// lives in a static and is never dropped). Their feeders would not outlive this process anyway.
+extern "C" fn stop_all_workers() {
+    // `try_lock`: never block process exit on a lock some other thread might hold.
+    let Some(all) = LIVE.try_lock() else { return };
+    let live: Vec<_> = all.iter().filter_map(Weak::upgrade).collect();
+    drop(all);
+    for shared in live {
+        shared.kill_all();
+    }
+}

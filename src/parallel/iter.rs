@@ -1,0 +1,232 @@
+//! [`ParallelIter`]: a run in progress: the bounded window of batches in flight, the reorder
+//! buffer, and Ctrl-C.
+//!
+//! ```text
+//!   input ──(lazily, batch by batch)──▶ pool ──▶ notifications (arrival order)
+//!                                                      │
+//!                ordered: reorder buffer ◀─────────────┤──▶ unordered: yield at once
+//! ```
+//!
+//! At most `4 × n_jobs` batches are in flight or finished-but-not-yielded; the input is read
+//! only as they are consumed, which is the backpressure that keeps memory flat under a slow
+//! consumer.
+
+use super::progress::Progress;
+use super::runner::{run_batch, Pending, Pool, Runner};
+use super::sizer::Sizer;
+use super::Parallel;
+use crate::error::{ErrorKind, TaskError};
+use crate::interrupt;
+use crate::task::Task;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::iter::Fuse;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Batches in flight per job.
+const IN_FLIGHT_PER_JOB: usize = 4;
+
+/// The iterator of [`Parallel::iter`] and [`Parallel::iter_unordered`].
+#[must_use = "iterators are lazy: nothing runs until the iterator is consumed"]
+pub struct ParallelIter<T: Task, I> {
+    input: Fuse<I>,
+    runner: Runner,
+    jobs: usize,
+    ordered: bool,
+    sizer: Sizer,
+    /// Tasks not yet read from the input, when its length is known.
+    remaining: Option<usize>,
+    /// Tag of the next batch dispatched (input order).
+    next_batch: usize,
+    /// Tag of the next batch to yield (ordered runs).
+    next_to_yield: usize,
+    pending: HashMap<usize, Pending<T::Output>>,
+    /// Finished batches waiting for their turn (ordered), or to be yielded (unordered).
+    ready: BTreeMap<usize, VecDeque<T::Output>>,
+    /// Finished batches announce their tag here (senders live in the batches).
+    tx: Sender<usize>,
+    rx: Receiver<usize>,
+    /// Raised when the run ends: thread batches not yet begun skip their work.
+    abort: Arc<AtomicBool>,
+    /// The interrupt epoch when the run began.
+    epoch: u64,
+    progress: Progress,
+    ended: bool,
+    /// While the iterator is being consumed, Ctrl-C interrupts it (even between two `next`
+    /// calls, and on the inline runner) instead of exiting the program.
+    waiting: Option<interrupt::Waiting>,
+}
+
+impl<T: Task, I> fmt::Debug for ParallelIter<T, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParallelIter").field("jobs", &self.jobs).field("in_flight", &self.pending.len()).finish()
+    }
+}
+
+impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
+    pub(crate) fn new(options: &Parallel, input: I, ordered: bool) -> Self {
+        let jobs = options.effective_n_jobs();
+        let (lower, upper) = input.size_hint();
+        let remaining = (Some(lower) == upper).then_some(lower);
+        let (tx, rx) = channel();
+        ParallelIter {
+            input: input.fuse(),
+            runner: Runner::choose(options, jobs),
+            jobs,
+            ordered,
+            sizer: Sizer::new(options.batch_size),
+            remaining,
+            next_batch: 0,
+            next_to_yield: 0,
+            pending: HashMap::new(),
+            ready: BTreeMap::new(),
+            tx,
+            rx,
+            abort: Arc::new(AtomicBool::new(false)),
+            epoch: interrupt::epoch(),
+            progress: Progress::new(options.progress, options.verbose, remaining, jobs),
+            ended: false,
+            waiting: None,
+        }
+    }
+
+    /// Dispatches batches while the window has room and input remains. Finished batches still
+    /// waiting in the reorder buffer count against the window: otherwise one slow batch at the
+    /// head would let dispatch (and memory) run arbitrarily far ahead of the consumer.
+    fn top_up(&mut self, pool: &Pool) {
+        while self.pending.len() + self.ready.len() < IN_FLIGHT_PER_JOB * self.jobs {
+            let size = self.sizer.next(self.remaining, self.jobs);
+            let batch: Vec<T> = self.input.by_ref().take(size).collect();
+            if batch.is_empty() {
+                return;
+            }
+            if let Some(left) = &mut self.remaining {
+                *left = left.saturating_sub(batch.len());
+            }
+            let tag = self.next_batch;
+            self.next_batch += 1;
+            let pending = pool.dispatch(batch, &self.tx, tag, &self.abort);
+            self.pending.insert(tag, pending);
+        }
+    }
+
+    /// Waits for the next finished batch; its outputs, or the error that ends the run.
+    fn collect_one(&mut self, pool: &Pool) -> Result<(usize, Vec<T::Output>), TaskError> {
+        let tag = loop {
+            // The iterator holds a sender itself, so the channel never disconnects: an error
+            // here is a timeout, the moment to look for a Ctrl-C that threads cannot see.
+            if let Ok(tag) = self.rx.recv_timeout(Duration::from_millis(50)) {
+                break tag;
+            }
+            if self.interrupted() && pool.is_threads() {
+                return Err(TaskError::new(ErrorKind::Interrupted, std::any::type_name::<T>()));
+            }
+        };
+        let pending = self.pending.remove(&tag).expect("a batch we dispatched");
+        let (outputs, elapsed) = pending.take();
+        let outputs = outputs?;
+        self.sizer.record(outputs.len(), elapsed);
+        self.progress.advance(outputs.len());
+        Ok((tag, outputs))
+    }
+
+    fn interrupted(&self) -> bool {
+        interrupt::epoch() != self.epoch
+    }
+
+    /// One task in the calling thread (`n_jobs(1)`).
+    fn next_inline(&mut self) -> Option<Result<T::Output, TaskError>> {
+        let Some(task) = self.input.next() else {
+            self.stop();
+            return None;
+        };
+        if self.interrupted() {
+            self.stop();
+            return Some(Err(TaskError::new(ErrorKind::Interrupted, std::any::type_name::<T>())));
+        }
+        let result = run_batch(vec![task]).0.map(|mut out| out.pop().expect("one output"));
+        if result.is_err() {
+            self.stop();
+        } else {
+            self.progress.advance(1);
+        }
+        Some(result)
+    }
+
+    /// The next output from a pool: what is ready first (in order, or any order), then more.
+    fn next_pooled(&mut self, pool: &Pool) -> Option<Result<T::Output, TaskError>> {
+        loop {
+            let key = if self.ordered { Some(self.next_to_yield) } else { self.ready.keys().next().copied() };
+            if let Some(queue) = key.and_then(|key| self.ready.get_mut(&key)) {
+                if let Some(output) = queue.pop_front() {
+                    return Some(Ok(output));
+                }
+                self.ready.remove(&key.expect("found above"));
+                if self.ordered {
+                    self.next_to_yield += 1;
+                }
+                continue;
+            }
+            self.top_up(pool);
+            if self.pending.is_empty() {
+                self.progress.finish();
+                if self.ready.is_empty() {
+                    self.stop();
+                    return None;
+                }
+                continue;
+            }
+            match self.collect_one(pool) {
+                Ok((tag, outputs)) => {
+                    self.ready.insert(tag, outputs.into());
+                }
+                Err(e) => {
+                    self.stop();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl<T: Task, I: Iterator<Item = T>> Iterator for ParallelIter<T, I> {
+    type Item = Result<T::Output, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        self.waiting.get_or_insert_with(interrupt::Waiting::enter);
+        // The runner is put back before returning: `next_pooled` needs `&mut self` and the pool.
+        let runner = std::mem::replace(&mut self.runner, Runner::Inline);
+        let next = match &runner {
+            Runner::Inline => self.next_inline(),
+            Runner::Pool(pool) => self.next_pooled(pool),
+        };
+        self.runner = runner;
+        next
+    }
+}
+
+impl<T: Task, I> ParallelIter<T, I> {
+    /// Ends the run: batches not yet started are cancelled, thread batches not yet begun skip
+    /// their work, the bar is cleared.
+    fn stop(&mut self) {
+        self.ended = true;
+        self.waiting = None;
+        self.abort.store(true, Ordering::Relaxed);
+        for (_, pending) in self.pending.drain() {
+            pending.cancel();
+        }
+        self.progress.finish();
+    }
+}
+
+impl<T: Task, I> Drop for ParallelIter<T, I> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
