@@ -17,6 +17,7 @@ mod scheduler;
 mod sync;
 mod sys;
 mod task;
+mod test_support;
 mod thread_pool;
 mod unwind;
 
@@ -31,40 +32,9 @@ pub use process::worker::init;
 pub use task::Task;
 pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
 
-/// Lets test binaries (which have no `main` of their own) start workers: use it once, at the
-/// top level of each integration-test file or in the crate's unit tests, and the executor will
-/// re-run the test binary with only the entry test this macro defines.
-///
-/// ```no_run
-/// # use serde::{Deserialize, Serialize};
-/// # #[derive(Serialize, Deserialize)] struct Square(u64);
-/// # impl workpool::Task for Square { type Output = u64; fn run(self) -> u64 { self.0 * self.0 } }
-/// # workpool::register!(Square);
-/// workpool::test_support!();
-///
-/// #[test]
-/// fn squares_in_workers() {
-///     let ex = workpool::Executor::builder().workers(2).build().unwrap();
-///     assert_eq!(ex.submit(Square(3)).join().unwrap(), 9);
-/// }
-/// # fn main() {}
-/// ```
-#[macro_export]
-macro_rules! test_support {
-    () => {
-        #[test]
-        fn __workpool_worker_entry() {
-            $crate::init();
-        }
-        $crate::__private::inventory::submit! {
-            $crate::__private::TestEntry { module: module_path!() }
-        }
-    };
-}
-
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::process::spawn::TestEntry;
     pub use crate::task::Registration;
+    pub use crate::test_support::TestEntry;
     pub use inventory;
 }

@@ -3,11 +3,11 @@
 //!
 //! Two interpretations of the same input:
 //!
-//! * [`deterministic`]: one thread plays every worker, one operation at a time, against a
+//! * [`deterministic`]: one thread plays every scheduler thread, one operation at a time, against a
 //!   reference model of the deques (LIFO/FIFO local order, FIFO steals, the injector's batch
 //!   moves, the search order local → peers → injector) and of the sleep protocol's jobs event
 //!   counter. Every result is predicted exactly.
-//! * [`threaded`]: real worker threads in `Queue::wait` (so they spin, sleep and are woken
+//! * [`threaded`]: real scheduler threads in `Queue::wait` (so they spin, sleep and are woken
 //!   through the protocol) while the main thread injects bursts of work separated by idle gaps,
 //!   wakes workers at random and finally terminates. Any job not run within a generous deadline
 //!   is a lost wake-up; the harness then fails instead of hanging.
@@ -266,7 +266,7 @@ pub fn deterministic(mode: u8, mut input: Bytes<'_>) {
                 assert_eq!(slept, want);
                 assert_eq!(shared.sleep.sleeping(), 0, "a sleeper that left is still counted");
             }
-            12 => assert!(!shared.sleep.wake_worker(w), "nobody is blocked, yet worker {w} was woken"),
+            12 => assert!(!shared.sleep.wake_thread(w), "nobody is blocked, yet worker {w} was woken"),
             13 => {
                 shared.sleep.wake_all();
                 assert_eq!(shared.sleep.sleeping(), 0);
@@ -279,7 +279,7 @@ pub fn deterministic(mode: u8, mut input: Bytes<'_>) {
             _ => {
                 assert_eq!(shared.is_empty(), m.queued() == 0, "is_empty disagrees with the model");
                 assert_eq!(queues[w].local_len(), m.local[w].len(), "local_len of worker {w}");
-                assert_eq!(shared.workers(), workers);
+                assert_eq!(shared.threads(), workers);
                 // Worker w's whole deque, in pop order, then put back as it was.
                 let mut popped = Vec::new();
                 while let Some(job) = queues[w].pop() {
@@ -486,7 +486,7 @@ pub fn threaded(mode: u8, mut input: Bytes<'_>) {
             Op::Gap(d) => std::thread::sleep(d),
             Op::Quiesce => quiesce("bursts separated by idle gaps"),
             Op::Wake(w) => {
-                shared.sleep.wake_worker(w);
+                shared.sleep.wake_thread(w);
             }
             Op::WakeAll => shared.sleep.wake_all(),
             Op::Yield => std::thread::yield_now(),

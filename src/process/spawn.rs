@@ -46,25 +46,6 @@ pub(crate) struct Process {
     pub(crate) pid: u32,
 }
 
-/// The test entry registered by `test_support!` (hidden; not for direct use).
-#[doc(hidden)]
-pub struct TestEntry {
-    /// `module_path!()` where the macro was used.
-    pub module: &'static str,
-}
-
-inventory::collect!(TestEntry);
-
-/// Arguments that make a libtest binary run only the worker entry test.
-fn test_harness_args() -> Vec<String> {
-    let Some(entry) = inventory::iter::<TestEntry>.into_iter().next() else { return Vec::new() };
-    let path = match entry.module.split_once("::") {
-        Some((_crate, rest)) => format!("{rest}::__workpool_worker_entry"),
-        None => "__workpool_worker_entry".to_string(),
-    };
-    vec![path, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "-q".into()]
-}
-
 /// Starts a worker and waits (at most `handshake`) for its hello.
 pub(crate) fn spawn(threads_per_worker: usize, handshake: Duration) -> Result<Process, SpawnError> {
     worker::refuse_nested_workers().map_err(SpawnError::sticky)?;
@@ -76,7 +57,7 @@ pub(crate) fn spawn(threads_per_worker: usize, handshake: Duration) -> Result<Pr
     };
     let mut command = Command::new(exe);
     command
-        .args(test_harness_args())
+        .args(crate::test_support::harness_args())
         .env(MARKER, format!("{}:{}", wire::PROTOCOL_VERSION, std::process::id()))
         .stdin(Stdio::null())
         // Own process group: the terminal's Ctrl-C reaches the parent only; it decides.

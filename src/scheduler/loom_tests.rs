@@ -35,7 +35,7 @@ impl Jobs {
     }
 }
 
-/// A worker that wants exactly one job: search, get sleepy, search again, sleep; repeat.
+/// A thread that wants exactly one job: search, get sleepy, search again, sleep; repeat.
 fn worker_takes_one(index: usize, sleep: &Sleep, jobs: &Jobs) {
     loop {
         if jobs.take() {
@@ -133,7 +133,7 @@ fn loom_one_sleeper_two_pushers() {
     });
 }
 
-/// A latch: the waiter sleeps until a flag is set; the setter sets it and wakes that worker.
+/// A latch: the waiter sleeps until a flag is set; the setter sets it and wakes that thread.
 /// The flag is checked under the sleep mutex, after `blocked` is set.
 fn latch_scenario(flag_set: fn(&AtomicBool), flag_get: fn(&AtomicBool) -> bool) {
     model(move || {
@@ -142,7 +142,7 @@ fn latch_scenario(flag_set: fn(&AtomicBool), flag_get: fn(&AtomicBool) -> bool) 
         let (s, f) = (sleep.clone(), flag.clone());
         let setter = thread::spawn(move || {
             flag_set(&f);
-            s.wake_worker(0);
+            s.wake_thread(0);
         });
         while !flag_get(&flag) {
             let sleepy = sleep.get_sleepy();

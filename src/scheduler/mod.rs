@@ -1,7 +1,7 @@
 //! The work-stealing scheduler shared by the thread pool and the process executor.
 //!
 //! A [`Shared`] holds one [`Injector`] for work that comes from outside (any thread), one
-//! [`Stealer`] per worker, and the [`Sleep`] state. Each worker thread owns a [`Queue`]: its own
+//! [`Stealer`] per thread, and the [`Sleep`] state. Each scheduler thread owns a [`Queue`]: its own
 //! deque (LIFO for the thread pool, where `join` wants its latest job back first; FIFO for the
 //! process executor, where tasks should start in the order they were submitted).
 //!
@@ -10,8 +10,8 @@
 //!
 //! # Finding work
 //!
-//! `Queue::find_work`: pop the local deque; else steal from the other workers, starting at a
-//! random victim (xorshift per worker, so two idle workers do not hammer the same victim in
+//! `Queue::find_work`: pop the local deque; else steal from the other threads, starting at a
+//! random victim (xorshift per thread, so two idle threads do not hammer the same victim in
 //! lockstep); else move a batch from the injector into the local deque and pop one. A
 //! `Steal::Retry` from any source repeats the whole search once the remaining sources were tried
 //! (so after a lost race on a peer, the injector may be served first: no job is lost or run
@@ -30,7 +30,7 @@
 //!
 //! # Termination
 //!
-//! `Shared::terminate` sets a flag and wakes everyone. A worker's `wait` reports
+//! `Shared::terminate` sets a flag and wakes everyone. A thread's `wait` reports
 //! [`Wait::Terminated`] only when it finds no work at all, so queued jobs drain first.
 
 pub(crate) mod sleep;
@@ -43,16 +43,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The state every worker of one scheduler shares.
+/// The state every thread of one scheduler shares.
 pub(crate) struct Shared<J> {
     injector: Injector<J>,
     stealers: Box<[Stealer<J>]>,
     pub(crate) sleep: Sleep,
-    /// Set once by `terminate` (SeqCst, then every worker is woken); read by idle workers.
+    /// Set once by `terminate` (SeqCst, then every thread is woken); read by idle threads.
     terminating: AtomicBool,
 }
 
-/// One worker's end of the scheduler: its own deque plus a handle on the shared state.
+/// One thread's end of the scheduler: its own deque plus a handle on the shared state.
 /// Owned by exactly one thread (the deque is `!Sync`).
 pub(crate) struct Queue<J> {
     index: usize,
@@ -62,7 +62,7 @@ pub(crate) struct Queue<J> {
     shared: Arc<Shared<J>>,
 }
 
-/// Which end of its own deque a worker pops.
+/// Which end of its own deque a thread pops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Order {
     /// Newest first: fork-join (`join` gets its own job back first).
@@ -85,9 +85,9 @@ pub(crate) enum Wait<J> {
 }
 
 impl<J: Send> Shared<J> {
-    /// A scheduler for `n` workers, and the queue each of them will own.
+    /// A scheduler for `n` threads, and the queue each of them will own.
     pub(crate) fn new(n: usize, order: Order) -> (Arc<Self>, Vec<Queue<J>>) {
-        assert!(n > 0, "a scheduler needs at least one worker");
+        assert!(n > 0, "a scheduler needs at least one thread");
         let deques: Vec<Worker<J>> = (0..n)
             .map(|_| match order {
                 Order::Lifo => Worker::new_lifo(),
@@ -113,9 +113,9 @@ impl<J: Send> Shared<J> {
         (shared, queues)
     }
 
-    /// Number of workers.
+    /// Number of threads.
     #[cfg(any(test, fuzzing))]
-    pub(crate) fn workers(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         self.stealers.len()
     }
 
@@ -145,7 +145,7 @@ impl<J: Send> Shared<J> {
     }
 
     /// Removes every queued job (injector and all deques) and hands each to `f`.
-    /// Jobs a worker has already popped are not affected.
+    /// Jobs a thread has already popped are not affected.
     pub(crate) fn drain(&self, mut f: impl FnMut(J)) {
         loop {
             let mut retry = false;
@@ -171,7 +171,7 @@ impl<J: Send> Shared<J> {
         }
     }
 
-    /// Starts termination: idle workers leave once no work is left.
+    /// Starts termination: idle threads leave once no work is left.
     pub(crate) fn terminate(&self) {
         self.terminating.store(true, Ordering::SeqCst);
         self.sleep.wake_all();
@@ -183,32 +183,32 @@ impl<J: Send> Shared<J> {
 }
 
 impl<J: Send> Queue<J> {
-    /// This worker's index in `0..workers`.
+    /// This thread's index in `0..threads`.
     #[inline]
     pub(crate) fn index(&self) -> usize {
         self.index
     }
 
-    /// Pushes onto this worker's own deque (stealable by the others).
+    /// Pushes onto this thread's own deque (stealable by the others).
     #[inline]
     pub(crate) fn push(&self, job: J) {
         self.deque.push(job);
         self.shared.sleep.new_jobs(1);
     }
 
-    /// Jobs in this worker's own deque (a snapshot).
+    /// Jobs in this thread's own deque (a snapshot).
     #[cfg(any(test, fuzzing))]
     pub(crate) fn local_len(&self) -> usize {
         self.deque.len()
     }
 
-    /// Pops this worker's own deque only.
+    /// Pops this thread's own deque only.
     #[inline]
     pub(crate) fn pop(&self) -> Option<J> {
         self.deque.pop()
     }
 
-    /// One full search: local deque, injector, then the other workers from a random start.
+    /// One full search: local deque, injector, then the other threads from a random start.
     pub(crate) fn find_work(&self) -> Option<J> {
         if let Some(job) = self.deque.pop() {
             return Some(job);

@@ -1,20 +1,20 @@
-//! The sleep/wake protocol: idle workers block instead of spinning, and no wake-up is lost.
+//! The sleep/wake protocol: idle threads block instead of spinning, and no wake-up is lost.
 //!
 //! # State
 //!
-//! One `AtomicU64`, `state`, shared by every worker:
+//! One `AtomicU64`, `state`, shared by every thread:
 //!
 //! ```text
-//!   bits 63..32  jobs event counter (JEC)     bits 31..0  number of sleeping workers
+//!   bits 63..32  jobs event counter (JEC)     bits 31..0  number of sleeping threads
 //! ```
 //!
-//! An **odd** JEC means "some worker is getting sleepy and has not seen new work since"; an
+//! An **odd** JEC means "some thread is getting sleepy and has not seen new work since"; an
 //! **even** JEC means "nobody is getting sleepy, or new work was announced after they did".
-//! Each worker also has a `blocked` flag behind its own mutex, and a condition variable.
+//! Each thread also has a `blocked` flag behind its own mutex, and a condition variable.
 //!
-//! # A worker going to sleep (`get_sleepy`, then `sleep`)
+//! # A thread going to sleep (`get_sleepy`, then `sleep`)
 //!
-//! 1. After a bounded number of fruitless search rounds the worker calls `get_sleepy`: if the
+//! 1. After a bounded number of fruitless search rounds the thread calls `get_sleepy`: if the
 //!    JEC is even it increments it to odd (an RMW on `state`), then issues a `SeqCst` fence and
 //!    remembers the odd value `E`.
 //! 2. It searches every queue once more. Work found: it runs it (its sleepiness simply lapses).
@@ -30,14 +30,14 @@
 //!
 //! After pushing a job, a producer issues a `SeqCst` fence and loads `state`. If the JEC is odd it
 //! bumps it to even (compare-exchange loop). If the value it finally observed counts any sleeper,
-//! it wakes one: it looks at the workers' `is_blocked` flags and, for a raised one, locks that
-//! worker's mutex; if `blocked` is set it clears it, decrements the count and notifies. In the
+//! it wakes one: it looks at the threads' `is_blocked` flags and, for a raised one, locks that
+//! thread's mutex; if `blocked` is set it clears it, decrements the count and notifies. In the
 //! common busy case (JEC even, nobody asleep) a push costs a fence and a load: no
 //! read-modify-write on shared state, no lock.
 //!
 //! # Why no wake-up is lost
 //!
-//! Take a push `P` (store to a queue; fence; load of `state`) and a worker `W` that goes to sleep
+//! Take a push `P` (store to a queue; fence; load of `state`) and a thread `W` that goes to sleep
 //! (RMW of `state` in step 1; fence; searches in step 2; registering CAS in step 3).
 //!
 //! * If `P`'s load observes `state` **before** `W`'s step-1 RMW in its modification order, then
@@ -54,10 +54,10 @@
 //!   raised it (`SeqCst`) before its registering CAS, which precedes the waker's load of `state`,
 //!   which precedes its load of `is_blocked`, all in the single `SeqCst` order. It then locks
 //!   `W`'s mutex, which `W` holds until it waits, so it finds `blocked` set.
-//! * `blocked` is only set and cleared under the worker's mutex, and the worker checks it
+//! * `blocked` is only set and cleared under the thread's mutex, and the thread checks it
 //!   under that mutex before waiting, so a notification cannot fall between check and wait.
 //!
-//! Targeted wake-ups ([`Sleep::wake_worker`], used by latches and by termination) are the
+//! Targeted wake-ups ([`Sleep::wake_thread`], used by latches and by termination) are the
 //! store-buffering pattern with `SeqCst` on both sides: the setter stores its flag (a latch)
 //! and then loads `is_blocked`; the sleeper stores `is_blocked` and then (step 4) loads the flag.
 //! One of them sees the other's store: either the sleeper sees the flag and does not wait, or
@@ -65,22 +65,22 @@
 //! lowered skips the mutex entirely: a latch set while its owner is awake costs no lock (rayon's
 //! latches make the same saving).
 //!
-//! The JEC is 32 bits: a worker that got sleepy at `E` and was descheduled while exactly 2³¹
+//! The JEC is 32 bits: a thread that got sleepy at `E` and was descheduled while exactly 2³¹
 //! events passed would wrongly register. Like rayon-core, we accept that as impossible in
 //! practice.
 //!
 //! # Bounded spinning
 //!
-//! Before step 1 a worker spins briefly (see [`SPIN_ROUNDS`]): a few rounds of exponential
+//! Before step 1 a thread spins briefly (see [`SPIN_ROUNDS`]): a few rounds of exponential
 //! `spin_loop` hints, then a few `yield_now`s, about 10–20 µs in all. rayon's 32 rounds of
 //! `yield_now` made mostly-idle pools burn whole cores (rayon issue 642); an idle pool here
-//! costs nothing once its workers are blocked.
+//! costs nothing once its threads are blocked.
 
 use crate::sync::{fence, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 use crossbeam_utils::CachePadded;
 use std::time::Instant;
 
-/// Search rounds before a worker gets sleepy: the first [`SPIN_ONLY`] spin, the rest yield.
+/// Search rounds before a thread gets sleepy: the first [`SPIN_ONLY`] spin, the rest yield.
 pub(crate) const SPIN_ROUNDS: u32 = 10;
 /// Rounds that only spin (2^round `spin_loop` hints each) before yielding starts.
 pub(crate) const SPIN_ONLY: u32 = 7;
@@ -107,15 +107,15 @@ pub(crate) enum Slept {
     TimedOut,
 }
 
-struct WorkerSleep {
-    /// Set by the worker itself just before it blocks; cleared by whoever wakes it (or by the
-    /// worker on a timeout). Only touched under this mutex.
+struct ThreadSleep {
+    /// Set by the thread itself just before it blocks; cleared by whoever wakes it (or by the
+    /// thread on a timeout). Only touched under this mutex.
     blocked: Mutex<bool>,
-    /// Raised (SeqCst, under the mutex) before the worker registers as a sleeper; lowered
-    /// (SeqCst, under the mutex) whenever `blocked` is cleared or the worker gives up sleeping.
-    /// Read without the lock by wakers, which skip workers whose flag is down.
+    /// Raised (SeqCst, under the mutex) before the thread registers as a sleeper; lowered
+    /// (SeqCst, under the mutex) whenever `blocked` is cleared or the thread gives up sleeping.
+    /// Read without the lock by wakers, which skip threads whose flag is down.
     is_blocked: AtomicBool,
-    /// A hint set by the worker itself (Relaxed): it holds something costly to recreate (a
+    /// A hint set by the thread itself (Relaxed): it holds something costly to recreate (a
     /// feeder with a live worker process). Wakers try warm sleepers first. Correctness never
     /// depends on it: every sleeper is tried in the second pass.
     warm: AtomicBool,
@@ -126,14 +126,14 @@ struct WorkerSleep {
 pub(crate) struct Sleep {
     /// JEC and sleeper count; every access is `SeqCst`.
     state: CachePadded<AtomicU64>,
-    workers: Box<[CachePadded<WorkerSleep>]>,
+    threads: Box<[CachePadded<ThreadSleep>]>,
 }
 
 impl Sleep {
     pub(crate) fn new(n: usize) -> Self {
-        let workers = (0..n)
+        let threads = (0..n)
             .map(|_| {
-                CachePadded::new(WorkerSleep {
+                CachePadded::new(ThreadSleep {
                     blocked: Mutex::new(false),
                     is_blocked: AtomicBool::new(false),
                     warm: AtomicBool::new(false),
@@ -141,7 +141,7 @@ impl Sleep {
                 })
             })
             .collect();
-        Sleep { state: CachePadded::new(AtomicU64::new(0)), workers }
+        Sleep { state: CachePadded::new(AtomicU64::new(0)), threads }
     }
 
     /// One idle round before getting sleepy: spin, then yield.
@@ -178,9 +178,9 @@ impl Sleep {
         }
     }
 
-    /// Steps 3 and 4: block worker `index` unless work was announced since `sleepy` or `ready()`
-    /// holds. `ready` is checked under the worker's mutex after `blocked` is set, so a thread that
-    /// makes it true and then calls [`Sleep::wake_worker`] cannot be missed.
+    /// Steps 3 and 4: block thread `index` unless work was announced since `sleepy` or `ready()`
+    /// holds. `ready` is checked under the thread's mutex after `blocked` is set, so a thread that
+    /// makes it true and then calls [`Sleep::wake_thread`] cannot be missed.
     pub(crate) fn sleep(
         &self,
         index: usize,
@@ -188,7 +188,7 @@ impl Sleep {
         ready: &dyn Fn() -> bool,
         deadline: Option<Instant>,
     ) -> Slept {
-        let me = &self.workers[index];
+        let me = &self.threads[index];
         let mut blocked = me.blocked.lock();
         me.is_blocked.store(true, Ordering::SeqCst);
         let mut state = self.state.load(Ordering::SeqCst);
@@ -258,44 +258,44 @@ impl Sleep {
         }
     }
 
-    /// Wakes one blocked worker, if any, preferring warm ones; true when one was woken.
+    /// Wakes one blocked thread, if any, preferring warm ones; true when one was woken.
     fn wake_any(&self) -> bool {
-        let warm = |i: &usize| self.workers[*i].warm.load(Ordering::Relaxed);
-        (0..self.workers.len()).filter(warm).any(|i| self.wake_worker(i))
-            || (0..self.workers.len()).any(|i| self.wake_worker(i))
+        let warm = |i: &usize| self.threads[*i].warm.load(Ordering::Relaxed);
+        (0..self.threads.len()).filter(warm).any(|i| self.wake_thread(i))
+            || (0..self.threads.len()).any(|i| self.wake_thread(i))
     }
 
-    /// Marks worker `index` as warm (see `WorkerSleep::warm`) or not.
+    /// Marks thread `index` as warm (see `ThreadSleep::warm`) or not.
     pub(crate) fn set_warm(&self, index: usize, warm: bool) {
-        self.workers[index].warm.store(warm, Ordering::Relaxed);
+        self.threads[index].warm.store(warm, Ordering::Relaxed);
     }
 
-    /// Wakes worker `index` if it is blocked; true when it was.
+    /// Wakes thread `index` if it is blocked; true when it was.
     #[inline]
-    pub(crate) fn wake_worker(&self, index: usize) -> bool {
-        let worker = &self.workers[index];
-        if !worker.is_blocked.load(Ordering::SeqCst) {
+    pub(crate) fn wake_thread(&self, index: usize) -> bool {
+        let thread = &self.threads[index];
+        if !thread.is_blocked.load(Ordering::SeqCst) {
             return false; // awake: see the module docs for why this cannot miss a sleeper
         }
-        let mut blocked = worker.blocked.lock();
+        let mut blocked = thread.blocked.lock();
         if !*blocked {
             return false;
         }
         *blocked = false;
-        worker.is_blocked.store(false, Ordering::SeqCst);
+        thread.is_blocked.store(false, Ordering::SeqCst);
         self.state.fetch_sub(1, Ordering::SeqCst);
-        worker.condvar.notify_one();
+        thread.condvar.notify_one();
         true
     }
 
-    /// Wakes every blocked worker (termination).
+    /// Wakes every blocked thread (termination).
     pub(crate) fn wake_all(&self) {
-        for i in 0..self.workers.len() {
-            self.wake_worker(i);
+        for i in 0..self.threads.len() {
+            self.wake_thread(i);
         }
     }
 
-    /// Workers blocked right now (a snapshot, for tests and statistics).
+    /// Threads blocked right now (a snapshot, for tests and statistics).
     #[cfg_attr(not(any(test, fuzzing)), expect(dead_code))]
     pub(crate) fn sleeping(&self) -> u64 {
         sleepers(self.state.load(Ordering::SeqCst))

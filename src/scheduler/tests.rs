@@ -71,7 +71,7 @@ fn injected_jobs_come_out_in_injection_order_even_in_batches() {
         let (shared, queues) = Shared::new(2, order);
         shared.inject_many(0..100);
         let mut seen = Vec::new();
-        // One worker takes a batch (the rest of it lands in its own deque, arranged so its pops
+        // One thread takes a batch (the rest of it lands in its own deque, arranged so its pops
         // continue in injection order); the other steals the oldest of what is left.
         while let Some(job) = queues[0].find_work() {
             seen.push(job);
@@ -93,7 +93,7 @@ fn a_batch_from_the_injector_moves_into_the_local_deque() {
     let moved = queues[0].deque.len();
     assert!(moved >= 1, "crossbeam moves about half of the injector");
     assert_eq!(moved + shared.injector.len(), 9);
-    // The other worker steals the moved jobs first, oldest first, and only then takes from the
+    // The other thread steals the moved jobs first, oldest first, and only then takes from the
     // injector: 1..=9 in order either way.
     for want in 1..10 {
         assert_eq!(queues[1].find_work(), Some(want));
@@ -112,7 +112,7 @@ fn search_order_is_local_then_peers_then_injector() {
     shared.inject(200);
     queues[0].push(300);
     assert_eq!(queues[0].find_work(), Some(300), "own deque first");
-    assert_eq!(queues[0].find_work(), Some(100), "then the other workers");
+    assert_eq!(queues[0].find_work(), Some(100), "then the other threads");
     assert_eq!(queues[0].find_work(), Some(200), "then the injector");
     assert_eq!(queues[0].find_work(), None);
     assert_eq!(queues[2].find_work(), None);
@@ -148,8 +148,8 @@ fn wait_reports_ready_timeout_and_termination_only_without_work() {
     assert!(matches!(queues[0].wait(&|| false, None, true), Wait::Terminated));
 }
 
-/// Worker threads that run `u32` jobs from `queue.wait` until termination; each job may push
-/// children onto its worker's deque.
+/// Threads that run `u32` jobs from `queue.wait` until termination; each job may push
+/// children onto its thread's deque.
 struct Pool {
     shared: Arc<Shared<(u32, u8)>>,
     done: Arc<AtomicUsize>,
@@ -189,7 +189,7 @@ impl Pool {
     }
 
     fn all_asleep(&self, n: usize) {
-        eventually("every worker falls asleep", hang_limit(), || self.shared.sleep.sleeping() as usize == n);
+        eventually("every thread falls asleep", hang_limit(), || self.shared.sleep.sleeping() as usize == n);
     }
 
     fn finished(&self, count: usize) {
@@ -199,7 +199,7 @@ impl Pool {
     fn stop(self) {
         self.shared.terminate();
         for _ in &self.threads {
-            self.exits.recv_timeout(hang_limit()).expect("every worker leaves after terminate");
+            self.exits.recv_timeout(hang_limit()).expect("every thread leaves after terminate");
         }
         for thread in self.threads {
             thread.join().unwrap();
@@ -226,7 +226,7 @@ fn bursts_after_idle_gaps_never_hang() {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             if !timed {
-                // Every worker really is blocked: the next burst must wake them.
+                // Every thread really is blocked: the next burst must wake them.
                 pool.all_asleep(n);
             }
             match rng % 4 {
@@ -240,7 +240,7 @@ fn bursts_after_idle_gaps_never_hang() {
                     expected += k;
                 }
                 _ => {
-                    // Fork-join shaped: the workers push the children themselves.
+                    // Fork-join shaped: the threads push the children themselves.
                     let children = (rng >> 8) as u8 % 4;
                     pool.shared.inject((burst as u32, children));
                     expected += tree_size(children);
@@ -261,7 +261,7 @@ fn spurious_wake_ups_are_harmless() {
     let pool = Pool::start(n, Order::Lifo, false);
     for i in 0..scaled(300) {
         pool.all_asleep(n);
-        pool.shared.sleep.wake_worker(i % n);
+        pool.shared.sleep.wake_thread(i % n);
         pool.shared.sleep.wake_all();
         if i % 2 == 0 {
             pool.shared.inject((i as u32, 1));
@@ -286,7 +286,7 @@ fn termination_wakes_sleepers_and_drains_queued_work() {
 #[test]
 fn a_targeted_wake_up_reaches_a_worker_waiting_for_a_condition() {
     // How latches use the protocol: the waiter's condition is checked under its sleep mutex, the
-    // setter stores the flag, then wakes exactly that worker.
+    // setter stores the flag, then wakes exactly that thread.
     for _ in 0..scaled(300) {
         let (shared, mut queues) = Shared::<u32>::new(2, Order::Lifo);
         let flag = Arc::new(AtomicBool::new(false));
@@ -297,10 +297,10 @@ fn a_targeted_wake_up_reaches_a_worker_waiting_for_a_condition() {
         });
         eventually("the waiter sleeps", hang_limit(), || shared.sleep.sleeping() == 1);
         flag.store(true, Ordering::SeqCst);
-        shared.sleep.wake_worker(0);
+        shared.sleep.wake_thread(0);
         let deadline = Instant::now() + hang_limit();
         while !waiter.is_finished() {
-            assert!(Instant::now() < deadline, "the woken worker did not return");
+            assert!(Instant::now() < deadline, "the woken thread did not return");
             std::thread::sleep(Duration::from_micros(20));
         }
         assert!(waiter.join().unwrap());

@@ -1,4 +1,4 @@
-//! Type-erased jobs: what the scheduler moves between thread-pool workers.
+//! Type-erased jobs: what the scheduler moves between thread-pool threads.
 //!
 //! A [`JobRef`] is a data pointer plus the function that knows its type. Two kinds exist:
 //! [`StackJob`] lives in the frame of a thread that blocks until it has run (`join`, calls from
@@ -65,7 +65,7 @@ pub(crate) struct StackJob<L, F, R> {
     result: UnsafeCell<JobResult<R>>,
 }
 
-impl<L: Latch, F: FnOnce(bool) -> R + Send, R: Send> StackJob<L, F, R> {
+impl<L: Latch, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
     #[inline]
     pub(crate) fn new(func: F, latch: L) -> Self {
         StackJob { latch, func: UnsafeCell::new(Some(func)), result: UnsafeCell::new(JobResult::None) }
@@ -89,7 +89,7 @@ impl<L: Latch, F: FnOnce(bool) -> R + Send, R: Send> StackJob<L, F, R> {
         unsafe {
             let this = this.cast::<Self>().as_ref();
             let func = (*this.func.get()).take().expect("a stack job ran twice");
-            *this.result.get() = match unwind::halt_unwinding(|| func(true)) {
+            *this.result.get() = match unwind::halt_unwinding(func) {
                 Ok(value) => JobResult::Ok(value),
                 Err(payload) => JobResult::Panic(payload),
             };
@@ -98,8 +98,8 @@ impl<L: Latch, F: FnOnce(bool) -> R + Send, R: Send> StackJob<L, F, R> {
     }
 
     /// Runs the job on the owner's thread, when the owner popped it back before anyone stole it.
-    pub(crate) fn run_inline(self, stolen: bool) -> R {
-        self.func.into_inner().expect("a stack job ran twice")(stolen)
+    pub(crate) fn run_inline(self) -> R {
+        self.func.into_inner().expect("a stack job ran twice")()
     }
 
     /// The result, after the latch was set.

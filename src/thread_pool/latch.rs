@@ -5,7 +5,7 @@
 //! leave the frame the latch lives in. So `set` copies whatever it needs (the registry and the
 //! owner's index) *before* the store that publishes completion.
 
-use crate::thread_pool::{Registry, WorkerThread};
+use crate::thread_pool::registry::{PoolThread, Registry};
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -23,8 +23,8 @@ pub(crate) trait Probe {
     fn probe(&self) -> bool;
 }
 
-/// The latch of a pool worker waiting in `join` or `scope`: the owner keeps running other jobs
-/// and sleeps through the scheduler's protocol; `set` wakes exactly that worker.
+/// The latch of a pool thread waiting in `join` or `scope`: the owner keeps running other jobs
+/// and sleeps through the scheduler's protocol; `set` wakes exactly that thread.
 pub(crate) struct SpinLatch {
     /// Written once (SeqCst) by the setter; read (SeqCst) by the owner, also under its sleep
     /// mutex, which is what makes the targeted wake-up race-free (see `scheduler::sleep`).
@@ -33,7 +33,7 @@ pub(crate) struct SpinLatch {
     owner: usize,
 }
 
-// SAFETY: the raw registry pointer is only dereferenced by workers of that same registry, which
+// SAFETY: the raw registry pointer is only dereferenced by threads of that same registry, which
 // hold an `Arc` to it for as long as they run.
 unsafe impl Send for SpinLatch {}
 // SAFETY: as above; the only shared mutable state is the atomic flag.
@@ -41,7 +41,7 @@ unsafe impl Sync for SpinLatch {}
 
 impl SpinLatch {
     #[inline]
-    pub(crate) fn new(owner: &WorkerThread) -> Self {
+    pub(crate) fn new(owner: &PoolThread) -> Self {
         SpinLatch { done: AtomicBool::new(false), registry: &**owner.registry(), owner: owner.index() }
     }
 }
@@ -60,8 +60,8 @@ impl Latch for SpinLatch {
         let (registry, owner) = unsafe { ((*this).registry, (*this).owner) };
         // SAFETY: as above.
         unsafe { (*this).done.store(true, Ordering::SeqCst) };
-        // SAFETY: the setting thread is a worker of `registry` and holds an Arc to it.
-        unsafe { (*registry).wake_worker(owner) };
+        // SAFETY: the setting thread is a thread of `registry` and holds an Arc to it.
+        unsafe { (*registry).wake_thread(owner) };
     }
 }
 
@@ -105,7 +105,7 @@ pub(crate) struct CountLatch {
 
 impl CountLatch {
     /// Starts at one: the scope body's own count.
-    pub(crate) fn new(owner: &WorkerThread) -> Self {
+    pub(crate) fn new(owner: &PoolThread) -> Self {
         CountLatch { pending: AtomicUsize::new(1), inner: SpinLatch::new(owner) }
     }
 

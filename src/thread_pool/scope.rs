@@ -1,13 +1,13 @@
 //! `ThreadPool::scope`: spawn closures that borrow from the caller's stack.
 //!
 //! The scope keeps a [`CountLatch`]: one count for the body, one per spawned closure. The body
-//! runs on a pool worker; when it returns, that worker drops the body's count and keeps running
+//! runs on a pool thread; when it returns, that thread drops the body's count and keeps running
 //! jobs (its own spawns first, LIFO) until the count reaches zero. Panics are caught per job;
 //! the first one is kept and resumed on the caller once everything finished.
 
 use crate::thread_pool::job::HeapJob;
 use crate::thread_pool::latch::CountLatch;
-use crate::thread_pool::{Registry, WorkerThread};
+use crate::thread_pool::registry::{PoolThread, Registry};
 use crate::unwind;
 use parking_lot::Mutex;
 use std::any::Any;
@@ -62,14 +62,14 @@ impl<'scope> Scope<'scope, '_> {
     }
 }
 
-/// Runs a scope body on `worker` and waits for everything it spawned.
-pub(super) fn run<'env, F, R>(worker: &WorkerThread, f: F) -> R
+/// Runs a scope body on `thread` and waits for everything it spawned.
+pub(super) fn run<'env, F, R>(thread: &PoolThread, f: F) -> R
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
 {
     let scope = Scope {
-        registry: worker.registry().clone(),
-        latch: CountLatch::new(worker),
+        registry: thread.registry().clone(),
+        latch: CountLatch::new(thread),
         panic: Mutex::new(None),
         scope: PhantomData,
         env: PhantomData,
@@ -77,7 +77,7 @@ where
     let result = unwind::halt_unwinding(|| f(&scope));
     // SAFETY: `scope` lives in this frame until after wait_until below.
     unsafe { CountLatch::decrement(&scope.latch) };
-    worker.wait_until(&scope.latch);
+    thread.wait_until(&scope.latch);
     if let Some(payload) = scope.panic.lock().take() {
         unwind::resume_unwinding(payload);
     }

@@ -1,0 +1,85 @@
+//! [`ThreadPoolBuilder`]: thread names, stack size, panic handler; starting the threads.
+
+use super::registry::{PanicHandler, PoolThread, Registry};
+use super::ThreadPool;
+use crate::error::BuildError;
+use crate::scheduler::{Order, Shared};
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+/// Configures a [`ThreadPool`].
+#[derive(Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ThreadPoolBuilder {
+    num_threads: usize,
+    thread_name: Option<Box<dyn FnMut(usize) -> String>>,
+    stack_size: Option<usize>,
+    panic_handler: Option<Box<PanicHandler>>,
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("num_threads", &self.num_threads)
+            .field("stack_size", &self.stack_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ThreadPoolBuilder {
+    /// Number of threads; `0` (the default) means [`crate::cpu_count`].
+    pub fn num_threads(mut self, n: usize) -> Self {
+        self.num_threads = n;
+        self
+    }
+
+    /// Names the threads; the closure gets each thread's index. Default: `workpool-thread-{i}`.
+    pub fn thread_name(mut self, name: impl FnMut(usize) -> String + 'static) -> Self {
+        self.thread_name = Some(Box::new(name));
+        self
+    }
+
+    /// Stack size of each thread, in bytes (default: the platform's thread default).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Called with the payload of any panic in a job started with [`ThreadPool::spawn`].
+    pub fn panic_handler(mut self, handler: impl Fn(Box<dyn Any + Send>) + Send + Sync + 'static) -> Self {
+        self.panic_handler = Some(Box::new(handler));
+        self
+    }
+
+    /// Starts the threads.
+    ///
+    /// # Errors
+    /// When the operating system refuses to start a thread; the threads already started are
+    /// stopped and joined.
+    pub fn build(mut self) -> Result<ThreadPool, BuildError> {
+        let n = if self.num_threads == 0 { crate::cpu_count() } else { self.num_threads };
+        let (shared, queues) = Shared::new(n, Order::Lifo);
+        let registry = Arc::new(Registry { shared, panic_handler: self.panic_handler.take() });
+        let mut pool = ThreadPool { registry: registry.clone(), threads: Vec::with_capacity(n) };
+        for queue in queues {
+            let index = queue.index();
+            let name = match &mut self.thread_name {
+                Some(name) => name(index),
+                None => format!("workpool-thread-{index}"),
+            };
+            let mut builder = std::thread::Builder::new().name(name);
+            if let Some(bytes) = self.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            let registry = registry.clone();
+            match builder.spawn(move || PoolThread::main_loop(queue, registry)) {
+                Ok(handle) => pool.threads.push(handle),
+                // Dropping `pool` terminates and joins what was started. The thread whose queue
+                // we still hold never existed; its deque is empty, so nothing is lost.
+                Err(e) => return Err(BuildError::io("could not start a thread-pool thread", e)),
+            }
+        }
+        Ok(pool)
+    }
+}
