@@ -1,7 +1,7 @@
 //! The synchronisation primitives the sleep protocol (`scheduler/sleep.rs`) is written against.
 //!
 //! Normally these are `std` atomics and `parking_lot`'s mutex and condition variable. Under
-//! `--cfg loom` they are loom's, so that `tests/loom_sleep.rs` can explore every interleaving of
+//! `--cfg loom` they are loom's, so that `scheduler/loom_tests.rs` can explore every interleaving of
 //! the sleep/wake protocol (see `scheduler/sleep.rs`). Only what the protocol needs is here.
 
 #[cfg(not(loom))]

@@ -168,6 +168,39 @@ pub(crate) fn begin_done(out: &mut Vec<u8>, id: u64, status: u8, elapsed_ns: u64
     start
 }
 
+/// Starts the `DONE` frame of a task that is about to run: append its encoded outputs, then
+/// finish with [`end_done_ok`], or drop it with `out.truncate(start)` and report a [`Done`]
+/// failure with [`done`] instead.
+pub(crate) fn begin_done_ok(out: &mut Vec<u8>, id: u64) -> usize {
+    begin_done(out, id, ST_OK, 0)
+}
+
+/// Finishes a frame begun with [`begin_done_ok`]: the run time goes into its header.
+pub(crate) fn end_done_ok(out: &mut [u8], start: usize, elapsed_ns: u64) -> Result<(), WireError> {
+    let at = start + HEADER + 1; // after the status byte
+    out[at..at + 8].copy_from_slice(&elapsed_ns.to_le_bytes());
+    end_frame(out, start)
+}
+
+/// A complete `DONE` frame reporting `report`.
+pub(crate) fn done(out: &mut Vec<u8>, id: u64, elapsed_ns: u64, report: &Done<'_>) -> Result<(), WireError> {
+    let status = match report {
+        Done::Ok(_) => ST_OK,
+        Done::Panic { .. } => ST_PANIC,
+        Done::Decode(_) => ST_DECODE,
+        Done::Encode(_) => ST_ENCODE,
+        Done::Unknown => ST_UNKNOWN,
+    };
+    let start = begin_done(out, id, status, elapsed_ns);
+    match report {
+        Done::Ok(bytes) => out.extend_from_slice(bytes),
+        Done::Panic { index, message, location } => panic_report(out, *index, message, location),
+        Done::Decode(message) | Done::Encode(message) => out.extend_from_slice(message.as_bytes()),
+        Done::Unknown => {}
+    }
+    end_frame(out, start)
+}
+
 /// What a worker reports about one finished task (or batch).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Done<'a> {

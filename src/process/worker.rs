@@ -8,7 +8,7 @@
 //! already buffered): the executor knows exactly which task a dead worker was running, and
 //! which ones it never touched (those are rescheduled).
 
-use crate::process::wire::{self, FrameReader};
+use crate::process::wire::{self, Done, FrameReader};
 use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
 use std::io::ErrorKind;
@@ -175,38 +175,37 @@ fn serve() -> i32 {
 /// Runs one task frame and appends its `DONE` frame to `out`.
 pub(crate) fn run_one(id: u64, body: wire::TaskBody<'_>, out: &mut Vec<u8>) {
     let Some(entry) = task::entry_by_key(body.key) else {
-        let start = wire::begin_done(out, id, wire::ST_UNKNOWN, 0);
-        wire::end_frame(out, start).expect("an empty report fits");
+        report(out, out.len(), id, 0, &Done::Unknown);
         return;
     };
     let clock = Instant::now();
-    // Reserve the header, run (appending outputs), then fix up the status.
-    let start = wire::begin_done(out, id, wire::ST_OK, 0);
+    // Outputs are appended straight behind the frame's header as the tasks run.
+    let start = wire::begin_done_ok(out, id);
     let status = (entry.run)(body.payload, body.count, out);
     let elapsed = clock.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-    if status != RunStatus::Ok {
-        out.truncate(start);
-        let code = match &status {
-            RunStatus::Panic { .. } => wire::ST_PANIC,
-            RunStatus::Decode(_) => wire::ST_DECODE,
-            RunStatus::Encode(_) => wire::ST_ENCODE,
-            RunStatus::Ok => unreachable!(),
-        };
-        wire::begin_done(out, id, code, elapsed);
-        match &status {
-            RunStatus::Panic { index, message, location } => wire::panic_report(out, *index, message, location),
-            RunStatus::Decode(m) | RunStatus::Encode(m) => out.extend_from_slice(m.as_bytes()),
-            RunStatus::Ok => unreachable!(),
+    match &status {
+        RunStatus::Ok => {
+            if let Err(e) = wire::end_done_ok(out, start, elapsed) {
+                let message = format!("the result is too large to send: {e}");
+                report(out, start, id, elapsed, &Done::Encode(&message));
+            }
         }
-    } else {
-        out[start + wire::HEADER + 1..start + wire::HEADER + 9].copy_from_slice(&elapsed.to_le_bytes());
+        RunStatus::Panic { index, message, location } => {
+            report(out, start, id, elapsed, &Done::Panic { index: *index, message, location });
+        }
+        RunStatus::Decode(message) => report(out, start, id, elapsed, &Done::Decode(message)),
+        RunStatus::Encode(message) => report(out, start, id, elapsed, &Done::Encode(message)),
     }
-    if let Err(e) = wire::end_frame(out, start) {
+}
+
+/// Replaces everything from `start` on with a `DONE` frame reporting `done`.
+fn report(out: &mut Vec<u8>, start: usize, id: u64, elapsed: u64, done: &Done<'_>) {
+    out.truncate(start);
+    if let Err(e) = wire::done(out, id, elapsed, done) {
+        // Only a message longer than a frame gets here.
         out.truncate(start);
-        let message = format!("the result is too large to send: {e}");
-        let start = wire::begin_done(out, id, wire::ST_ENCODE, elapsed);
-        out.extend_from_slice(message.as_bytes());
-        wire::end_frame(out, start).expect("a short report fits");
+        let message = format!("the task's report is too large to send: {e}");
+        wire::done(out, id, elapsed, &Done::Encode(&message)).expect("a short report fits");
     }
 }
 

@@ -208,7 +208,8 @@ impl<J: Send> Queue<J> {
         self.deque.pop()
     }
 
-    /// One full search: local deque, injector, then the other threads from a random start.
+    /// One full search: local deque, then the other threads from a random start, then the
+    /// injector (see the module docs for why peers come first).
     pub(crate) fn find_work(&self) -> Option<J> {
         if let Some(job) = self.deque.pop() {
             return Some(job);
