@@ -7,12 +7,14 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::process::wire::MAX_FRAME;
+/// The most any single decode may claim (1 GiB): a value never exceeds the frame it travels in,
+/// so the wire's frame bound is this same number.
+pub(crate) const LIMIT: usize = 1 << 30;
 
 fn config() -> impl bincode::config::Config {
     // Varint integers (compact for the small values tasks usually carry), and a hard cap on
     // what any single decode may claim, so a hostile length cannot ask for a huge allocation.
-    bincode::config::standard().with_limit::<MAX_FRAME>()
+    bincode::config::standard().with_limit::<LIMIT>()
 }
 
 /// Appends the encoding of `value` to `out`.

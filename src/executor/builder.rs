@@ -1,7 +1,7 @@
 //! [`ExecutorBuilder`]: an executor's settings, and building one.
 
 use super::feeder::Feeder;
-use super::shared::{self, Shared};
+use super::shared::{self, Config, Shared};
 use super::{Executor, Owner};
 use crate::error::BuildError;
 use crate::scheduler::{self, Order};
@@ -13,18 +13,6 @@ use std::time::Duration;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default time a new worker has to say hello.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The settings of an executor; two reusable requests with equal configs share workers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Config {
-    /// Number of slots (worker processes at a time).
-    pub(crate) workers: usize,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) task_timeout: Option<Duration>,
-    pub(crate) max_tasks_per_worker: Option<u64>,
-    pub(crate) max_worker_memory: Option<u64>,
-    pub(crate) handshake_timeout: Duration,
-}
 
 /// Configures an [`Executor`].
 #[derive(Clone, Debug)]

@@ -1,7 +1,6 @@
 //! What an executor's handles, its feeder threads and the Ctrl-C path share: the scheduler of
 //! encoded tasks, the slots, and the process-wide list of live executors.
 
-use super::builder::Config;
 use super::completion::{Completion, Notify};
 use crate::error::ErrorKind;
 use crate::process::wire;
@@ -11,6 +10,19 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The settings of an executor; two reusable requests with equal configs share workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// Number of slots (worker processes at a time).
+    pub(crate) workers: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) max_tasks_per_worker: Option<u64>,
+    pub(crate) max_worker_memory: Option<u64>,
+    pub(crate) handshake_timeout: Duration,
+}
 
 /// One encoded task on its way to a worker process.
 pub(crate) struct Envelope {

@@ -28,7 +28,7 @@ use std::io::{self, Read};
 /// Protocol version, carried by `HELLO`; bump on any change to this file's formats.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame accepted in either direction (1 GiB).
-pub(crate) const MAX_FRAME: usize = 1 << 30;
+pub(crate) const MAX_FRAME: usize = crate::codec::LIMIT;
 /// Bytes before the body: len, kind, id.
 pub(crate) const HEADER: usize = 4 + 1 + 8;
 
