@@ -1,4 +1,102 @@
-#![doc = include_str!("../README.md")]
+//! Reusable, crash-proof worker processes and a work-stealing thread pool: joblib and loky for
+//! Rust.
+//!
+//! workpool runs many tasks in parallel on a pool of worker processes that is created once,
+//! reused for the life of the program, and survives crashing tasks. A segfault, `abort()`,
+//! `exit()` or out-of-memory kill inside one task costs that task: never the pool, the caller,
+//! or the terminal session. The same task type also runs on an in-process work-stealing
+//! [`ThreadPool`], and a joblib-style [`Parallel`] front end picks either backend with one switch.
+//!
+//! # A first program
+//!
+//! Tasks are serde types with a [`Task`] impl, made known to worker processes with
+//! [`register!`]. Worker processes are this program's own binary started again, so
+//! [`init()`] must be the first statement of `main`: in a worker it serves tasks and never
+//! returns; code before it would run in every worker too.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use workpool::{Backend, Executor, Parallel, Task};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Square(u64);
+//!
+//! impl Task for Square {
+//!     type Output = u64;
+//!     fn run(self) -> u64 {
+//!         self.0 * self.0
+//!     }
+//! }
+//!
+//! workpool::register!(Square);
+//!
+//! fn main() {
+//!     workpool::init();
+//!
+//!     // One task, in a worker process.
+//!     let ex = Executor::builder().workers(4).build().unwrap();
+//!     assert_eq!(ex.submit(Square(7)).join().unwrap(), 49);
+//!
+//!     // Many tasks, streamed in input order with a bounded window.
+//!     let squares: Vec<u64> = ex.map((0..1000).map(Square)).map(Result::unwrap).collect();
+//!     assert_eq!(squares[999], 998_001);
+//!
+//!     // joblib's Parallel(n_jobs=-1)(delayed(f)(x) for x in data), auto-batched.
+//!     let all = Parallel::new().n_jobs(-1).run((0..1_000_000).map(Square)).unwrap();
+//!     assert_eq!(all.len(), 1_000_000);
+//!
+//!     // The same task on threads instead of processes.
+//!     let on_threads = Parallel::new().backend(Backend::Threads).run((0..10).map(Square)).unwrap();
+//!     assert_eq!(on_threads[3], 9);
+//! }
+//! ```
+//!
+//! Test binaries have no `main` of their own: put [`test_support!()`](test_support) at the top
+//! level of each integration-test file that uses worker processes.
+//!
+//! # What is where
+//!
+//! | concept | public items | source |
+//! |---|---|---|
+//! | tasks and their registry | [`Task`], [`register!`] | `task.rs` |
+//! | the process executor | [`Executor`], [`ExecutorBuilder`], [`TaskHandle`], [`Map`], [`WorkerInfo`], [`Shutdown`] | `executor/` (builder, shared state, feeder, completion, handle, batch, map) |
+//! | worker processes: both ends of the protocol | [`init`], [`test_support!`] | `process/` (`wire.rs` frames, `spawn.rs` parent side, `worker.rs` child side), `test_support.rs` |
+//! | joblib's front end | [`Parallel`], [`Backend`], [`ParallelIter`] | `parallel/` (options, runner, sizer, iterator, progress) |
+//! | the thread pool | [`ThreadPool`], [`ThreadPoolBuilder`], [`Scope`] | `thread_pool/` (registry, join, scope, jobs, latches) |
+//! | the work-stealing scheduler under both | — | `scheduler/` (deques and stealing; `sleep.rs`: the sleep protocol and why no wake-up is lost) |
+//! | Ctrl-C | [`handle_ctrl_c`] | `ctrl_c.rs`, over `interrupt.rs` |
+//! | errors | [`TaskError`], [`ErrorKind`], [`BuildError`] | `error.rs` |
+//! | CPUs | [`cpu_count`] | `cpu.rs` |
+//!
+//! Words: a **slot** is one of the `workers(n)` places of an executor, served by one feeder
+//! thread and holding at most one **worker process** at a time; a **pool thread** is a thread of
+//! a [`ThreadPool`].
+//!
+//! # Faults
+//!
+//! What one task's disaster costs, and what it does not:
+//!
+//! | fault | what the caller sees | what happens to the pool |
+//! |---|---|---|
+//! | the task panics | that task: [`TaskError::is_panic`], with message and location | nothing: the worker lives on |
+//! | `abort()`, a segfault, any fatal signal, `exit(n)` | that task: [`TaskError::is_worker_death`], naming the signal or exit code | the worker is reaped; tasks queued for it run elsewhere; a new one starts on demand |
+//! | the worker is killed from outside while busy (OOM killer, `kill -9`) | the task it ran: `is_worker_death()`, "SIGKILL" | as above |
+//! | the worker is killed while idle | nothing | it is reaped; the next task starts a new one |
+//! | the task runs past [`task_timeout`](ExecutorBuilder::task_timeout) | that task: [`TaskError::is_timeout`] | its worker is killed and replaced |
+//! | a worker past [`max_tasks_per_worker`](ExecutorBuilder::max_tasks_per_worker) or [`max_worker_memory`](ExecutorBuilder::max_worker_memory) | nothing | replaced between tasks |
+//! | an argument or result that cannot be encoded or decoded | that task: [`TaskError::is_codec`] | nothing |
+//! | a type never passed to [`register!`] | that handle: [`TaskError::is_not_registered`], at once | nothing |
+//! | the binary never calls [`init()`] | tasks: [`TaskError::is_spawn`], saying what to do | no fork bomb: the re-run binary starts no workers of its own |
+//! | Ctrl-C while a call waits (with [`handle_ctrl_c`]) | that call: [`TaskError::is_interrupted`], promptly | queued work is cancelled, busy workers are killed, the executor stays usable |
+//! | the parent process dies, even by SIGKILL | — | its workers die with it |
+//!
+//! Exactly once: a task that finished before its worker died never loses its result, and no task
+//! runs twice (a worker announces each task it starts; only unannounced ones are rescheduled).
+//!
+//! # Platforms
+//!
+//! Linux. Worker processes rely on `/proc/self/exe`, `PR_SET_PDEATHSIG` and `/proc` for their
+//! memory use.
 #![deny(unsafe_op_in_unsafe_fn)]
 // The examples must show `fn main`: `workpool::init()` has to be its first statement.
 #![allow(clippy::needless_doctest_main)]
@@ -31,6 +129,11 @@ pub use parallel::{Backend, Parallel, ParallelIter};
 pub use process::worker::init;
 pub use task::Task;
 pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
+
+/// The README's examples, compiled as doctests (the README itself is not the crate's docs).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {

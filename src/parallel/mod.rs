@@ -25,7 +25,7 @@ pub enum Backend {
     /// Worker processes of the reusable [`Executor`] (the default): crash isolation.
     #[default]
     Processes,
-    /// Threads of an in-process [`ThreadPool`]: no serialization, no isolation.
+    /// Threads of an in-process [`ThreadPool`](crate::ThreadPool): no serialization, no isolation.
     Threads,
 }
 
