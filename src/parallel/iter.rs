@@ -156,19 +156,26 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
         Some(result)
     }
 
-    /// The next output from a pool: what is ready first (in order, or any order), then more.
+    /// An output that is ready to be yielded (in order, or any order), if there is one.
+    fn pop_ready(&mut self) -> Option<T::Output> {
+        loop {
+            let key = if self.ordered { self.next_to_yield } else { *self.ready.keys().next()? };
+            let queue = self.ready.get_mut(&key)?;
+            if let Some(output) = queue.pop_front() {
+                return Some(output);
+            }
+            self.ready.remove(&key);
+            if self.ordered {
+                self.next_to_yield += 1;
+            }
+        }
+    }
+
+    /// The next output from a pool: what is ready first, then more.
     fn next_pooled(&mut self, pool: &Pool) -> Option<Result<T::Output, TaskError>> {
         loop {
-            let key = if self.ordered { Some(self.next_to_yield) } else { self.ready.keys().next().copied() };
-            if let Some(queue) = key.and_then(|key| self.ready.get_mut(&key)) {
-                if let Some(output) = queue.pop_front() {
-                    return Some(Ok(output));
-                }
-                self.ready.remove(&key.expect("found above"));
-                if self.ordered {
-                    self.next_to_yield += 1;
-                }
-                continue;
+            if let Some(output) = self.pop_ready() {
+                return Some(Ok(output));
             }
             self.top_up(pool);
             if self.pending.is_empty() {
@@ -200,6 +207,10 @@ impl<T: Task, I: Iterator<Item = T>> Iterator for ParallelIter<T, I> {
             return None;
         }
         self.waiting.get_or_insert_with(interrupt::Waiting::enter);
+        // The common case of a streaming run: an output of a batch that already finished.
+        if let Some(output) = self.pop_ready() {
+            return Some(Ok(output));
+        }
         // The runner is put back before returning: `next_pooled` needs `&mut self` and the pool.
         let runner = std::mem::replace(&mut self.runner, Runner::Inline);
         let next = match &runner {
