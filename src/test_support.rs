@@ -4,7 +4,9 @@
 //! libtest generates a test binary's `main`, so `workpool::init()` cannot be its first
 //! statement. The macro defines one test that only calls `init()`, and registers where it
 //! lives; the executor then re-runs the test binary with arguments that select exactly that
-//! test, which turns the re-run binary into a worker.
+//! test, which turns the re-run binary into a fork server or a worker. The test is ignored in
+//! ordinary runs (`cargo test` lists it as ignored, with a reason that says what it is), and
+//! the harness's own output in those processes goes to `/dev/null`.
 
 /// Lets test binaries (which have no `main` of their own) start workers: use it once, at the
 /// top level of each integration-test file or in the crate's unit tests, and the executor will
@@ -28,6 +30,7 @@
 macro_rules! test_support {
     () => {
         #[test]
+        #[ignore = "not a test: workpool's worker processes start here (workpool::test_support!)"]
         fn __workpool_worker_entry() {
             $crate::init();
         }
@@ -53,5 +56,10 @@ pub(crate) fn harness_args() -> Vec<String> {
         Some((_crate, rest)) => format!("{rest}::__workpool_worker_entry"),
         None => "__workpool_worker_entry".to_string(),
     };
-    vec![path, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "-q".into()]
+    vec![path, "--exact".into(), "--ignored".into(), "--nocapture".into(), "--test-threads=1".into(), "-q".into()]
+}
+
+/// True in a test binary that used `test_support!()`.
+pub(crate) fn registered() -> bool {
+    inventory::iter::<TestEntry>.into_iter().next().is_some()
 }

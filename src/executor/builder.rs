@@ -86,8 +86,10 @@ impl ExecutorBuilder {
     /// Builds a new executor with its own workers (started lazily, on the first task).
     ///
     /// # Errors
-    /// When a feeder thread cannot be started, or when this process is itself a worker that
-    /// never called [`init`](crate::init) (starting workers there would be a fork bomb).
+    /// When this program never called [`init`](crate::init) (and is not a test binary with
+    /// [`test_support!`](crate::test_support)): its worker processes could not serve, so no
+    /// process is started; when this process is itself a worker that never called `init()`
+    /// (starting workers there would be a fork bomb); when a feeder thread cannot be started.
     pub fn build(self) -> Result<Executor, BuildError> {
         build(self.resolved())
     }
@@ -113,7 +115,7 @@ impl ExecutorBuilder {
 }
 
 fn build(config: Config) -> Result<Executor, BuildError> {
-    crate::process::worker::refuse_nested_workers().map_err(BuildError::msg)?;
+    crate::process::worker::check_serves().map_err(BuildError::msg)?;
     let (queue, queues) = scheduler::Shared::new(config.workers, Order::Fifo);
     let threads_per_worker = (crate::cpu_count() / config.workers).max(1);
     let shared = Arc::new(Shared::new(config, queue, threads_per_worker));

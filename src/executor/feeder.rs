@@ -26,7 +26,7 @@
 use super::completion::Completion;
 use super::shared::{Envelope, Shared, Slot};
 use crate::error::ErrorKind;
-use crate::process::spawn::{self as process, Process};
+use crate::process::spawn::{self as process, Worker};
 use crate::process::wire::{self, Done, FrameReader, WireError};
 use crate::scheduler::{Queue, Wait};
 use crate::sys;
@@ -43,6 +43,8 @@ pub(crate) const PREFETCH_NS: f64 = 1_000_000.0;
 pub(crate) const MIN_WINDOW: usize = 2;
 /// ... and at most.
 pub(crate) const MAX_WINDOW: usize = 64;
+/// Pauses before the second, third and fourth try of a failed worker start.
+const START_BACKOFF: [Duration; 3] = [Duration::from_millis(10), Duration::from_millis(50), Duration::from_millis(250)];
 /// Frames per vectored write.
 const MAX_IOVECS: usize = 64;
 /// How long a closed worker may take to exit before it is killed.
@@ -68,7 +70,7 @@ struct InFlight {
 
 /// A live worker process and what is in flight on it.
 struct Live {
-    process: Process,
+    process: Worker,
     reader: FrameReader,
     /// Sent or being sent, in the order the worker will run them.
     inflight: VecDeque<InFlight>,
@@ -170,10 +172,24 @@ impl Feeder {
         }
     }
 
-    /// Starts a worker; on failure fails `first` (and, for a set-up error that would recur,
-    /// everything queued) and returns false.
+    /// Starts a worker, trying again with back-off when a start fails ([`START_BACKOFF`]); when
+    /// every try failed, fails `first` (the task that was waiting for this start) and returns
+    /// false. The next task tries again: a failed start never breaks the executor, except for
+    /// a worker from another build of this program, which would recur (then everything queued
+    /// fails and later submits fail at once).
     fn start_process(&mut self, first: &Completion) -> bool {
-        match process::spawn(self.shared.threads_per_worker, self.shared.config.handshake_timeout) {
+        let mut attempt = 0;
+        let started = loop {
+            match process::start(self.shared.threads_per_worker, self.shared.config.handshake_timeout) {
+                Ok(worker) => break Ok(worker),
+                Err(e) if e.sticky || attempt == START_BACKOFF.len() => break Err(e),
+                Err(_) => {
+                    std::thread::sleep(START_BACKOFF[attempt]);
+                    attempt += 1;
+                }
+            }
+        };
+        match started {
             Ok(process) => {
                 self.shared.queue.sleep.set_warm(self.queue.index(), true);
                 self.slot.pid.store(process.pid, Ordering::SeqCst);
@@ -195,7 +211,12 @@ impl Feeder {
                 true
             }
             Err(e) => {
-                first.fail(ErrorKind::Spawn { message: e.message.clone() });
+                let message = if e.sticky {
+                    e.message.clone()
+                } else {
+                    format!("{} ({} tries; the next task will try again)", e.message, START_BACKOFF.len() + 1)
+                };
+                first.fail(ErrorKind::Spawn { message });
                 if e.sticky {
                     self.shared.set_broken(e.message);
                 }
@@ -214,10 +235,15 @@ impl Feeder {
                 timeout = timeout.min((since + limit).saturating_duration_since(Instant::now()));
             }
         }
-        let ready = match sys::poll(live.process.socket.as_fd(), want_write, Some(timeout)) {
-            Ok(ready) => ready,
+        let watch = [(live.process.socket.as_fd(), want_write), (live.process.exit_fd(), false)];
+        let (ready, exited) = match sys::poll_many(&watch, Some(timeout)) {
+            Ok(ready) => (ready[0], ready[1].readable || ready[1].hangup),
             Err(e) => return self.on_death(Some(format!("poll failed: {e}"))),
         };
+        if exited && !(ready.readable || ready.hangup) {
+            // Dead, although its socket is still open (a process it started holds it).
+            return self.on_death(None);
+        }
         if ready.writable {
             // A failed write means the worker is gone; its exit status says why.
             if self.write_some().is_err() {
@@ -229,7 +255,7 @@ impl Feeder {
                 Ok(true) => {}
                 Ok(false) => return self.on_death(None),
                 Err(e) => {
-                    sys::kill(self.live.as_ref().expect("live").process.pid);
+                    self.live.as_ref().expect("live").process.kill();
                     return self.on_death(Some(format!("the worker broke the protocol ({e})")));
                 }
             }
@@ -333,7 +359,7 @@ impl Feeder {
         if let (Some(limit), Some(since), None) = (self.shared.config.task_timeout, live.running_since, live.kill) {
             if since.elapsed() >= limit {
                 live.kill = Some(Kill::Timeout(limit));
-                sys::kill(live.process.pid);
+                live.process.kill();
             }
         }
     }
@@ -341,9 +367,11 @@ impl Feeder {
     /// An idle worker has nothing to say: a readable or hung-up socket means it died.
     fn check_idle_process(&mut self) {
         let Some(live) = &self.live else { return };
-        match sys::poll(live.process.socket.as_fd(), false, Some(Duration::ZERO)) {
-            Ok(ready) if !(ready.readable || ready.hangup) => {}
-            _ => self.on_death(None),
+        let healthy = !live.process.has_exited()
+            && sys::poll(live.process.socket.as_fd(), false, Some(Duration::ZERO))
+                .is_ok_and(|ready| !(ready.readable || ready.hangup));
+        if !healthy {
+            self.on_death(None);
         }
     }
 
@@ -355,7 +383,8 @@ impl Feeder {
         }
         let mut live = self.live.take().expect("a process died");
         self.shared.queue.sleep.set_warm(self.queue.index(), false);
-        let cause = process::reap(&mut live.process.child, EXIT_GRACE);
+        let pid = live.process.pid;
+        let cause = live.process.finish(EXIT_GRACE);
         let cause = broken.unwrap_or(cause);
         let interrupted = self.slot.interrupt.swap(0, Ordering::SeqCst) != 0;
         // Counters before any handle is completed (see handle_frames); the death is counted
@@ -363,7 +392,6 @@ impl Feeder {
         self.slot.deaths.fetch_add(1, Ordering::SeqCst);
         self.slot.pid.store(0, Ordering::SeqCst);
         self.slot.inflight.store(0, Ordering::SeqCst);
-        let pid = live.process.pid;
         let mut again = Vec::new();
         for f in live.inflight.drain(..) {
             let completion = &f.env.completion;
@@ -385,11 +413,13 @@ impl Feeder {
 
     /// Graceful stop: close the socket (the worker exits on end of stream) and reap.
     fn close_process(&mut self) {
-        if let Some(mut live) = self.live.take() {
+        if let Some(live) = self.live.take() {
             self.shared.queue.sleep.set_warm(self.queue.index(), false);
             debug_assert!(live.inflight.is_empty());
-            drop(live.process.socket);
-            process::reap(&mut live.process.child, EXIT_GRACE);
+            // End of stream: the worker exits (it is killed if it lingers); whatever its tasks
+            // left running in its process group is stopped.
+            let _ = live.process.socket.shutdown(std::net::Shutdown::Both);
+            live.process.finish(EXIT_GRACE);
             self.slot.pid.store(0, Ordering::SeqCst);
             self.slot.inflight.store(0, Ordering::Relaxed);
         }

@@ -121,8 +121,10 @@ impl Shared {
         let pids: Vec<u32> = self.slots.iter().map(|s| s.pid.load(Ordering::SeqCst)).filter(|&p| p != 0).collect();
         for &pid in &pids {
             crate::sys::kill(pid);
+            crate::sys::kill_group(pid);
         }
         for pid in pids {
+            // Our own children are reaped here; the fork server reaps its own when it stops.
             crate::sys::reap(pid);
         }
     }
@@ -203,4 +205,5 @@ extern "C" fn stop_all_workers() {
     for shared in live {
         shared.kill_all();
     }
+    crate::process::forkserver::stop();
 }

@@ -3,8 +3,10 @@
 //! * [`wire`]: the frames, their layout and their parsers (the only file that knows a frame's
 //!   bytes).
 //! * [`spawn`]: the parent's side of a worker's life: start it, greet it, stop it, reap it.
+//! * [`forkserver`]: the small process workers are forked from, and its client.
 //! * [`worker`]: the child's side: `init()`, and the loop that serves tasks.
 
+pub(crate) mod forkserver;
 pub(crate) mod spawn;
 pub(crate) mod wire;
 pub(crate) mod worker;

@@ -18,19 +18,73 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// Environment variable that marks a worker process; its value is `VERSION:PARENT_PID`.
+/// Environment variable that marks a process started by workpool; its value is
+/// [`Marker::encode`]d.
 pub(crate) const MARKER: &str = "WORKPOOL_WORKER";
 
 /// Exit code of a worker whose connection broke (malformed frame, failed write).
 const EXIT_PROTOCOL: i32 = 70;
 /// Exit code of a worker whose parent was already gone when it started.
-const EXIT_ORPHAN: i32 = 71;
+pub(crate) const EXIT_ORPHAN: i32 = 71;
 
+/// True inside a worker process (after `init()` took over).
 static WORKER_MODE: AtomicBool = AtomicBool::new(false);
+/// True once `init()` ran in this program (the parent): its binary serves as a worker.
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
 /// True inside a worker process (after `init()` took over).
 pub(crate) fn in_worker() -> bool {
     WORKER_MODE.load(Ordering::Relaxed)
+}
+
+/// What a process started by workpool is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Serve tasks on fd 3 (started by `posix_spawn`).
+    Worker,
+    /// Fork workers on request (see `forkserver.rs`).
+    ForkServer,
+}
+
+/// The marker's contents: `ROLE:PROTOCOL:PARENT_PID:DIE_WITH_PARENT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Marker {
+    pub(crate) role: Role,
+    /// The pid of the program that started this process.
+    pub(crate) parent: u32,
+    /// Whether to ask for SIGKILL when that parent's starting thread dies.
+    pub(crate) die_with_parent: bool,
+}
+
+impl Marker {
+    pub(crate) fn encode(&self) -> String {
+        let role = match self.role {
+            Role::Worker => "worker",
+            Role::ForkServer => "forkserver",
+        };
+        format!("{role}:{}:{}:{}", wire::PROTOCOL_VERSION, self.parent, u8::from(self.die_with_parent))
+    }
+
+    fn parse(text: &str) -> Option<Marker> {
+        let mut parts = text.split(':');
+        let role = match parts.next()? {
+            "worker" => Role::Worker,
+            "forkserver" => Role::ForkServer,
+            _ => return None,
+        };
+        let protocol: u32 = parts.next()?.parse().ok()?;
+        let parent: u32 = parts.next()?.parse().ok()?;
+        let die_with_parent = match parts.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        (protocol == wire::PROTOCOL_VERSION && parts.next().is_none()).then_some(Marker {
+            role,
+            parent,
+            die_with_parent,
+        })
+    }
 }
 
 /// Refuses to let a process that was started as a worker but never called `init()` start
@@ -45,16 +99,35 @@ pub(crate) fn refuse_nested_workers() -> Result<(), String> {
     ))
 }
 
+/// Whether this program's binary can serve as a worker: `init()` ran, or it is a test binary
+/// with `test_support!()`. Checked when an executor is built, so that a program that forgot
+/// `init()` fails there, with advice, before any process starts (and `main` runs only once).
+pub(crate) fn check_serves() -> Result<(), String> {
+    refuse_nested_workers()?;
+    if INIT_CALLED.load(Ordering::Relaxed) || crate::test_support::registered() {
+        return Ok(());
+    }
+    Err(format!(
+        "workpool::init() was not called in this program, so its worker processes could not serve tasks: \
+         {INIT_HINT}"
+    ))
+}
+
 /// What to do when worker processes do not serve.
 pub(crate) const INIT_HINT: &str = "call `workpool::init()` as the first statement of `main` (in test binaries, \
                                    add `workpool::test_support!();`)";
 
 /// Turns this process into a worker if it was started as one; otherwise returns at once.
 ///
-/// Call it as the **first statement of `main`**. Executors start their workers by running the
-/// program's own binary again; in those processes `init()` serves tasks and exits, and never
-/// returns to `main`. Whatever `main` does *before* `init()` therefore runs in every worker
-/// too — keep it to nothing.
+/// Call it as the **first statement of `main`**. Worker processes are this program's own
+/// binary: `init()` starts a small *fork server* (the program started again, which stops in
+/// its `init()`), and each worker is a fork of that server, so it costs the same however large
+/// this program grows. In the fork server, and in a worker that had to be started directly,
+/// `init()` never returns to `main`. Whatever `main` does *before* `init()` therefore runs in
+/// those processes too (its output is discarded there) — keep it to nothing.
+///
+/// Set `WORKPOOL_START_METHOD=spawn` to start every worker directly with `posix_spawn` instead
+/// of forking it from the server (~1 ms per worker instead of ~0.15 ms).
 ///
 /// ```no_run
 /// fn main() {
@@ -65,24 +138,60 @@ pub(crate) const INIT_HINT: &str = "call `workpool::init()` as the first stateme
 ///
 /// Test binaries have no `main` of their own: use [`test_support!`](crate::test_support) there.
 pub fn init() {
-    let Some(value) = std::env::var_os(MARKER) else { return };
-    let value = value.to_string_lossy().into_owned();
-    let parent: Option<u32> = value.split_once(':').and_then(|(_, pid)| pid.parse().ok());
-    if parent != Some(sys::parent_pid()) {
-        // Our parent died while we were starting (or the marker was inherited by accident).
+    let Some(value) = std::env::var_os(MARKER) else {
+        if !INIT_CALLED.swap(true, Ordering::Relaxed) {
+            super::forkserver::start_early();
+        }
+        return;
+    };
+    let text = value.to_string_lossy().into_owned();
+    let Some(marker) = Marker::parse(&text) else {
+        eprintln!(
+            "workpool: {MARKER}={text:?} is set in the environment, but this process was not started by \
+             workpool (or by another version of it); ignoring it: unset {MARKER}"
+        );
+        std::env::remove_var(MARKER);
+        INIT_CALLED.store(true, Ordering::Relaxed);
+        return;
+    };
+    if marker.parent != sys::parent_pid() {
+        // Our parent died while we were starting.
         std::process::exit(EXIT_ORPHAN);
     }
-    WORKER_MODE.store(true, Ordering::Relaxed);
     // Children that tasks start must be ordinary processes, not workers of ours.
     std::env::remove_var(MARKER);
-    let code = match sys::set_cloexec(sys::WORKER_FD) {
-        Ok(()) => serve(),
-        Err(e) => {
-            eprintln!("workpool worker: no task socket on fd {}: {e}", sys::WORKER_FD);
-            EXIT_PROTOCOL
+    match marker.role {
+        Role::ForkServer => super::forkserver::serve(&marker),
+        Role::Worker => {
+            if marker.die_with_parent && (sys::die_with_parent().is_err() || sys::parent_pid() != marker.parent) {
+                std::process::exit(EXIT_ORPHAN);
+            }
+            // stdout and stderr were /dev/null until here (a test harness's banner went there);
+            // the parent's own are on 4 and 5.
+            // SAFETY: plain descriptor calls on descriptors the parent set up for us.
+            unsafe {
+                libc::dup2(4, 1);
+                libc::dup2(5, 2);
+                libc::close(4);
+                libc::close(5);
+            }
+            let code = match sys::set_cloexec(sys::WORKER_FD) {
+                // SAFETY: the parent put our end of the socketpair on WORKER_FD and nothing else
+                // in this process owns that descriptor.
+                Ok(()) => serve(unsafe { UnixStream::from_raw_fd(sys::WORKER_FD) }),
+                Err(e) => {
+                    eprintln!("workpool worker: no task socket on fd {}: {e}", sys::WORKER_FD);
+                    EXIT_PROTOCOL
+                }
+            };
+            std::process::exit(code)
         }
-    };
-    std::process::exit(code)
+    }
+}
+
+/// A worker forked by the fork server: serve tasks on `socket`, then exit.
+pub(crate) fn serve_forked(socket: UnixStream) -> ! {
+    std::process::exit(serve(socket))
 }
 
 /// A fingerprint of this binary: both sides compute it; a worker whose binary differs from its
@@ -117,11 +226,9 @@ fn install_panic_hook() {
 }
 
 /// The worker's main loop; returns the exit code.
-fn serve() -> i32 {
+fn serve(mut socket: UnixStream) -> i32 {
+    WORKER_MODE.store(true, Ordering::Relaxed);
     install_panic_hook();
-    // SAFETY: the executor put our end of the socketpair on WORKER_FD (dup2 before exec) and
-    // nothing else in this process owns that descriptor.
-    let mut socket = unsafe { UnixStream::from_raw_fd(sys::WORKER_FD) };
     let mut out = Vec::with_capacity(wire::READ_CHUNK);
     wire::hello(&mut out, fingerprint(), std::process::id());
     let mut reader = FrameReader::new();

@@ -293,5 +293,25 @@ impl Drop for KillOnDrop {
         for &pid in &self.0 {
             wait_until(Duration::from_millis(500), || reap_if_ours(pid));
         }
+        reap_orphaned_fork_servers();
+    }
+}
+
+/// Fork servers of child programs that died became our children (we are a subreaper): they
+/// exit on their own once their program is gone; reap them, so that none is left as a zombie.
+pub fn reap_orphaned_fork_servers() {
+    let me = std::process::id();
+    let servers: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            stat.contains("(workpool-fork)") && ppid == Some(me)
+        })
+        .collect();
+    for pid in servers {
+        wait_until(Duration::from_secs(2), || reap_if_ours(pid));
     }
 }

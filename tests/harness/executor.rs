@@ -465,21 +465,36 @@ pub fn wait_for_no_workers(limit: Duration) {
     }
 }
 
-/// Child processes that run this very binary, i.e. workers (from `/proc`; empty where there is
-/// none). Other children are not ours to judge: a fuzzer keeps `llvm-symbolizer` running.
+/// Worker processes of this program: descendants (children, and children of the fork server)
+/// that run this very binary, the fork server itself left out (from `/proc`; empty where there
+/// is none). Other processes are not ours to judge: a fuzzer keeps `llvm-symbolizer` running.
 pub fn child_processes() -> Vec<u32> {
     let me = std::process::id();
     let exe = std::fs::read_link("/proc/self/exe").ok();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
+    // pid -> (ppid, zombie, comm)
+    let table: Vec<(u32, u32, bool, String)> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
-            let child = after.split_whitespace().nth(1).and_then(|ppid| ppid.parse::<u32>().ok()) == Some(me);
-            // A zombie has no exe link any more; it still counts, it is not reaped.
-            child && (after.trim_start().starts_with('Z') || std::fs::read_link(format!("/proc/{pid}/exe")).ok() == exe)
+            let open = stat.find('(')?;
+            let close = stat.rfind(')')?;
+            let comm = stat[open + 1..close].to_string();
+            let after = &stat[close + 1..];
+            let ppid = after.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid, after.trim_start().starts_with('Z'), comm))
         })
+        .collect();
+    let server = |comm: &str| comm == "workpool-fork";
+    let children: Vec<u32> = table.iter().filter(|t| t.1 == me).map(|t| t.0).collect();
+    table
+        .iter()
+        .filter(|(_, ppid, _, _)| *ppid == me || children.contains(ppid))
+        .filter(|(pid, _, zombie, comm)| {
+            // A zombie has no exe link any more; it still counts, it is not reaped.
+            !server(comm) && (*zombie || std::fs::read_link(format!("/proc/{pid}/exe")).ok() == exe)
+        })
+        .map(|t| t.0)
         .collect()
 }

@@ -1,0 +1,530 @@
+//! The fork server: a small process that forks worker processes on request, so that starting a
+//! worker costs the same whatever the size of the program that asks for it.
+//!
+//! # Why
+//!
+//! `fork` copies the parent's page tables: from a program with 8 GiB resident it takes ~170 ms,
+//! and it leaves every page of the parent write-protected, so the parent then pays a minor
+//! fault per page it touches (2 M faults for 8 GiB). Measured on this project's machine
+//! (2 cores, request → hello, medians): fork + exec (std's `Command` with `pre_exec`) 1.0 ms
+//! from an empty parent, 37 ms from 2 GiB, 172 ms from 8 GiB; `posix_spawn` (vfork + exec) 1.0 ms
+//! at every size and no faults; a fork from this server 0.15 ms at every size and no faults in
+//! the parent. So workers come from here, and [`super::spawn`] falls back to `posix_spawn` where
+//! the server cannot run.
+//!
+//! # How
+//!
+//! The server is this same binary, started once with `posix_spawn` and a marker that makes
+//! `init()` run [`serve`] instead of `main`: a single thread that has done nothing else, so a
+//! fork of it copies a few hundred KiB and no lock can be held across the fork (it checks that
+//! it really is single-threaded, and says so instead of serving otherwise). Its standard output
+//! and error are `/dev/null` (a test binary's harness prints its banner there); each worker gets
+//! the asking program's current stdout, stderr, environment and working directory with the
+//! request, so a worker is what a freshly started one would be.
+//!
+//! Messages travel on a `SOCK_SEQPACKET` socketpair (one message per request or reply,
+//! descriptors attached with `SCM_RIGHTS`):
+//!
+//! | message | direction | body | descriptors |
+//! |---|---|---|---|
+//! | `H` hello | server → | `u32` protocol, `u64` fingerprint, `u32` pid, reason text (empty: serving) | — |
+//! | `S` spawn | → server | `u32` request, `u32` cwd length, cwd, environment as `KEY=VALUE\0`… | task socket, stdout, stderr |
+//! | `P` spawned | server → | `u32` request, `u32` pid | a pidfd of the worker |
+//! | `F` failed | server → | `u32` request, `i32` errno | — |
+//! | `X` exited | server → | `u32` pid, `i32` wait status (the server has reaped it) | — |
+//!
+//! # Lifetime
+//!
+//! Workers are the server's children: it reaps each one as it exits and reports its status.
+//! The server ends when its control socket reaches end of stream (the program exited or was
+//! killed: the kernel closes the socket either way): it kills every worker's process group,
+//! reaps them and exits. Started from the main thread (by `init()`), it also asks for SIGKILL
+//! when its parent dies; workers do the same towards the server (`PR_SET_PDEATHSIG`, checked
+//! against `getppid()` after it is set).
+
+use super::worker::{self, Marker, Role};
+use super::{spawn::posix_spawn, wire};
+use crate::sys;
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest message: a spawn request with the whole environment.
+const MAX_MESSAGE: usize = 256 * 1024;
+
+/// How long the first request waits for the server's hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ===== the parent's side =====
+
+/// What the reader thread has learned from the server.
+#[derive(Default)]
+struct Inbox {
+    /// `None` until the hello came; then `Ok(pid)` or why the server cannot serve.
+    hello: Option<Result<u32, String>>,
+    replies: HashMap<u32, Result<(u32, OwnedFd), i32>>,
+    /// Wait statuses of workers the server reaped.
+    exits: HashMap<u32, i32>,
+    /// The control socket reached end of stream or failed: the server is gone.
+    gone: bool,
+}
+
+/// A running fork server, seen from the program that started it.
+pub(crate) struct ForkServer {
+    /// The server's pid (our child: reaped by `Drop`).
+    pid: u32,
+    control: OwnedFd,
+    inbox: Mutex<Inbox>,
+    changed: Condvar,
+    next_request: AtomicU32,
+}
+
+/// The process-wide fork server, started at `init()` or on first use.
+static SERVER: Mutex<Option<Arc<ForkServer>>> = Mutex::new(None);
+/// Set when a server said it cannot serve in this program: workers come from `posix_spawn`.
+static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether workers may come from a fork server (`WORKPOOL_START_METHOD=spawn` says no).
+fn enabled() -> bool {
+    std::env::var("WORKPOOL_START_METHOD").map_or(true, |m| m.trim() != "spawn")
+}
+
+/// Starts the server now, if it may run (from `init()`, while the program is still small and
+/// single-threaded; the hello is read on first use).
+pub(crate) fn start_early() {
+    if enabled() {
+        let mut server = SERVER.lock();
+        if server.is_none() {
+            *server = ForkServer::start(sys::is_main_thread()).ok().map(Arc::new);
+        }
+    }
+}
+
+/// The server to ask for a worker: the running one, or a new one when it is gone. `None` when
+/// no server can serve here (disabled, or it refused: then the caller uses `posix_spawn`).
+pub(crate) fn get() -> Option<Arc<ForkServer>> {
+    if !enabled() {
+        return None;
+    }
+    if REFUSED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut slot = SERVER.lock();
+    if let Some(server) = slot.as_ref() {
+        let inbox = server.inbox.lock();
+        match (&inbox.hello, inbox.gone) {
+            (Some(Err(_)), _) => {
+                // It cannot serve here: do not try again (and reap it now).
+                REFUSED.store(true, Ordering::Relaxed);
+                drop(inbox);
+                slot.take();
+                return None;
+            }
+            (_, false) => return Some(server.clone()),
+            (_, true) => {}
+        }
+    }
+    // Started lazily (a test binary, or the server died): not from `init()`'s thread, so no
+    // parent-death signal, which would follow the thread that started it, not the process.
+    *slot = ForkServer::start(false).ok().map(Arc::new);
+    slot.clone()
+}
+
+extern "C" fn stop_at_exit() {
+    stop();
+}
+
+/// Stops the server (at exit): end of stream makes it kill and reap its workers.
+pub(crate) fn stop() {
+    if let Some(server) = SERVER.try_lock().and_then(|mut slot| slot.take()) {
+        // Workers of live executors still hold the server: close it now, not when the last goes.
+        server.close();
+    }
+}
+
+impl ForkServer {
+    fn start(die_with_us: bool) -> io::Result<ForkServer> {
+        let (ours, theirs) = seqpacket_pair()?;
+        let marker = Marker { role: Role::ForkServer, parent: std::process::id(), die_with_parent: die_with_us };
+        let theirs_high = sys::dup_high(theirs.as_fd())?;
+        drop(theirs);
+        let pid = posix_spawn(&marker, &[(theirs_high.as_fd(), sys::WORKER_FD)], true, &[])?;
+        static AT_EXIT: std::sync::Once = std::sync::Once::new();
+        AT_EXIT.call_once(|| sys::at_exit(stop_at_exit));
+        let server = ForkServer {
+            pid,
+            control: ours,
+            inbox: Mutex::new(Inbox::default()),
+            changed: Condvar::new(),
+            next_request: AtomicU32::new(1),
+        };
+        Ok(server)
+    }
+
+    /// Starts the reader thread on first use (not in `init()`: a program that never builds an
+    /// executor keeps a single thread).
+    fn ensure_reader(self: &Arc<Self>) {
+        static STARTED: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        if *started == Some(self.pid) {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        let control = match self.control.try_clone() {
+            Ok(fd) => fd,
+            Err(_) => {
+                self.inbox.lock().gone = true;
+                return;
+            }
+        };
+        let spawned =
+            std::thread::Builder::new().name("workpool-forkserver".into()).spawn(move || read_loop(me, control));
+        if spawned.is_err() {
+            self.inbox.lock().gone = true;
+        }
+        *started = Some(self.pid);
+    }
+
+    /// Asks for a worker on `socket`; returns its pid and a pidfd. `Err` when the server cannot
+    /// (then the caller starts the worker itself).
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        socket: BorrowedFd<'_>,
+        env: &[(String, String)],
+    ) -> Result<(u32, OwnedFd), String> {
+        self.ensure_reader();
+        let deadline = Instant::now() + HELLO_TIMEOUT;
+        let mut inbox = self.inbox.lock();
+        while inbox.hello.is_none() && !inbox.gone {
+            if self.changed.wait_until(&mut inbox, deadline).timed_out() {
+                return Err("the fork server did not say hello".into());
+            }
+        }
+        match &inbox.hello {
+            Some(Err(why)) => return Err(why.clone()),
+            _ if inbox.gone => return Err("the fork server is gone".into()),
+            _ => {}
+        }
+        drop(inbox);
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let cwd = std::env::current_dir().map(|d| d.into_os_string()).unwrap_or_default();
+        let mut message = vec![b'S'];
+        message.extend_from_slice(&request.to_le_bytes());
+        message.extend_from_slice(&(cwd.len() as u32).to_le_bytes());
+        message.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(cwd.as_os_str()));
+        for (key, value) in env {
+            message.extend_from_slice(key.as_bytes());
+            message.push(b'=');
+            message.extend_from_slice(value.as_bytes());
+            message.push(0);
+        }
+        if message.len() > MAX_MESSAGE {
+            return Err("the environment is too large for the fork server".into());
+        }
+        let stdout = std::io::stdout();
+        let stderr = std::io::stderr();
+        sys::send_with_fds(self.control.as_fd(), &message, &[socket, stdout.as_fd(), stderr.as_fd()])
+            .map_err(|e| format!("asking the fork server: {e}"))?;
+        let mut inbox = self.inbox.lock();
+        loop {
+            if let Some(reply) = inbox.replies.remove(&request) {
+                return reply.map_err(|errno| {
+                    format!("the fork server could not fork: {}", io::Error::from_raw_os_error(errno))
+                });
+            }
+            if inbox.gone {
+                return Err("the fork server is gone".into());
+            }
+            self.changed.wait(&mut inbox);
+        }
+    }
+
+    /// The wait status of worker `pid`, once the server reaped it (waiting at most `limit`).
+    pub(crate) fn exit_status(&self, pid: u32, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        let mut inbox = self.inbox.lock();
+        loop {
+            if let Some(status) = inbox.exits.remove(&pid) {
+                return Some(status);
+            }
+            if inbox.gone || self.changed.wait_until(&mut inbox, deadline).timed_out() {
+                return inbox.exits.remove(&pid);
+            }
+        }
+    }
+}
+
+impl ForkServer {
+    /// Ends the server: end of stream on the control socket makes it kill and reap its workers
+    /// and exit; it is given a moment, then killed. Reaps it. Idempotent.
+    fn close(&self) {
+        let _ = shutdown(self.control.as_fd());
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            match sys::try_reap(self.pid) {
+                Some(_) => return,
+                None if !sys::is_child(self.pid) => return,
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        sys::kill(self.pid);
+        sys::reap(self.pid);
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn shutdown(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown on a descriptor we own.
+    if unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The reader thread: files every message of the server in the inbox.
+fn read_loop(server: std::sync::Weak<ForkServer>, control: OwnedFd) {
+    let mut buf = vec![0u8; 64];
+    loop {
+        let got = sys::recv_with_fds(control.as_fd(), &mut buf, 1);
+        let Some(server) = server.upgrade() else { return };
+        let mut inbox = server.inbox.lock();
+        match got {
+            Ok((0, _)) | Err(_) => {
+                inbox.gone = true;
+                server.changed.notify_all();
+                return;
+            }
+            Ok((n, mut fds)) => {
+                let m = &buf[..n];
+                let u32_at = |i: usize| m.get(i..i + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+                match (m.first(), u32_at(1), u32_at(5)) {
+                    (Some(b'H'), Some(version), _) => {
+                        let pid = u32_at(13).unwrap_or(0);
+                        let print = m.get(5..13).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+                        let why = String::from_utf8_lossy(m.get(17..).unwrap_or_default()).into_owned();
+                        inbox.hello =
+                            Some(if version != wire::PROTOCOL_VERSION || print != Some(worker::fingerprint()) {
+                                Err("the fork server runs a different build of this program".into())
+                            } else if !why.is_empty() {
+                                Err(why)
+                            } else {
+                                Ok(pid)
+                            });
+                    }
+                    (Some(b'P'), Some(request), Some(pid)) if !fds.is_empty() => {
+                        inbox.replies.insert(request, Ok((pid, fds.remove(0))));
+                    }
+                    (Some(b'F'), Some(request), Some(errno)) => {
+                        inbox.replies.insert(request, Err(errno as i32));
+                    }
+                    (Some(b'X'), Some(pid), Some(status)) => {
+                        inbox.exits.insert(pid, status as i32);
+                    }
+                    _ => {
+                        // A broken server: stop using it (a new one starts on the next request).
+                        inbox.gone = true;
+                    }
+                }
+                server.changed.notify_all();
+            }
+        }
+    }
+}
+
+fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid out-array of two descriptors.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created for us.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+// ===== the server's side =====
+
+/// The server's loop (never returns): entered from `init()` in a process started as a fork server.
+pub(crate) fn serve(marker: &Marker) -> ! {
+    if marker.die_with_parent && (sys::die_with_parent().is_err() || sys::parent_pid() != marker.parent) {
+        std::process::exit(worker::EXIT_ORPHAN);
+    }
+    // SAFETY: the parent put our end of the control socket on WORKER_FD; nobody else owns it.
+    let control = unsafe { OwnedFd::from_raw_fd(sys::WORKER_FD) };
+    // `ps` shows what this process is; workers get the program's own name back.
+    let name = std::fs::read("/proc/self/comm").unwrap_or_default();
+    sys::set_name(b"workpool-fork");
+    let _ = sys::set_cloexec(control.as_raw_fd());
+    // A test binary's harness keeps its main thread waiting while the entry test (this code)
+    // runs: it holds nothing a fork could copy in a locked state. Anywhere else, another
+    // thread could hold a lock at fork time, so the server refuses.
+    let threads = sys::thread_count();
+    let why = if threads == 1 || crate::test_support::registered() {
+        String::new()
+    } else {
+        format!(
+            "the fork server would have {threads} threads at fork time (something started threads before \
+             workpool::init()); workers are started with posix_spawn instead"
+        )
+    };
+    let mut hello = vec![b'H'];
+    hello.extend_from_slice(&wire::PROTOCOL_VERSION.to_le_bytes());
+    hello.extend_from_slice(&worker::fingerprint().to_le_bytes());
+    hello.extend_from_slice(&std::process::id().to_le_bytes());
+    hello.extend_from_slice(why.as_bytes());
+    if sys::send_with_fds(control.as_fd(), &hello, &[]).is_err() || !why.is_empty() {
+        std::process::exit(0);
+    }
+    let mut children: Vec<(u32, OwnedFd)> = Vec::new();
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let mut watch: Vec<(BorrowedFd<'_>, bool)> = vec![(control.as_fd(), false)];
+        watch.extend(children.iter().map(|(_, fd)| (fd.as_fd(), false)));
+        let Ok(ready) = sys::poll_many(&watch, None) else { shut_down(&children) };
+        drop(watch);
+        let exited: Vec<usize> =
+            ready.iter().skip(1).enumerate().filter(|(_, r)| r.readable || r.hangup).map(|(i, _)| i).collect();
+        for &i in exited.iter().rev() {
+            let (pid, _fd) = children.remove(i);
+            let mut status = 0;
+            // SAFETY: `status` is a valid out-pointer; `pid` is our exited child.
+            unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+            let mut report = vec![b'X'];
+            report.extend_from_slice(&pid.to_le_bytes());
+            report.extend_from_slice(&status.to_le_bytes());
+            if sys::send_with_fds(control.as_fd(), &report, &[]).is_err() {
+                shut_down(&children);
+            }
+        }
+        if !(ready[0].readable || ready[0].hangup) {
+            continue;
+        }
+        let (n, fds) = match sys::recv_with_fds(control.as_fd(), &mut buf, 3) {
+            Ok((0, _)) | Err(_) => shut_down(&children),
+            Ok(got) => got,
+        };
+        let Some(request) = parse_spawn(&buf[..n]) else { shut_down(&children) };
+        let [socket, stdout, stderr]: [OwnedFd; 3] = match fds.try_into() {
+            Ok(fds) => fds,
+            Err(_) => shut_down(&children),
+        };
+        // SAFETY: this process is single-threaded (checked above), so the child may run Rust
+        // code freely: no lock can be held by a thread that does not exist in the child.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let inherited: Vec<RawFd> =
+                std::iter::once(control.as_raw_fd()).chain(children.iter().map(|(_, fd)| fd.as_raw_fd())).collect();
+            sys::set_name(name.strip_suffix(b"\n").unwrap_or(&name));
+            become_worker(&request, inherited, socket, stdout, stderr);
+        }
+        drop((socket, stdout, stderr));
+        let mut reply = Vec::with_capacity(9);
+        if pid < 0 {
+            reply.push(b'F');
+            reply.extend_from_slice(&request.id.to_le_bytes());
+            reply.extend_from_slice(&io::Error::last_os_error().raw_os_error().unwrap_or(0).to_le_bytes());
+            let _ = sys::send_with_fds(control.as_fd(), &reply, &[]);
+            continue;
+        }
+        let pid = pid as u32;
+        match sys::pidfd_open(pid) {
+            Ok(pidfd) => {
+                reply.push(b'P');
+                reply.extend_from_slice(&request.id.to_le_bytes());
+                reply.extend_from_slice(&pid.to_le_bytes());
+                let sent = sys::send_with_fds(control.as_fd(), &reply, &[pidfd.as_fd()]);
+                children.push((pid, pidfd));
+                if sent.is_err() {
+                    shut_down(&children);
+                }
+            }
+            Err(e) => {
+                sys::kill(pid);
+                sys::reap(pid);
+                reply.push(b'F');
+                reply.extend_from_slice(&request.id.to_le_bytes());
+                reply.extend_from_slice(&e.raw_os_error().unwrap_or(0).to_le_bytes());
+                let _ = sys::send_with_fds(control.as_fd(), &reply, &[]);
+            }
+        }
+    }
+}
+
+/// A spawn request.
+struct Request {
+    id: u32,
+    cwd: Vec<u8>,
+    env: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn parse_spawn(m: &[u8]) -> Option<Request> {
+    if m.first() != Some(&b'S') || m.len() < 9 {
+        return None;
+    }
+    let id = u32::from_le_bytes(m[1..5].try_into().ok()?);
+    let cwd_len = u32::from_le_bytes(m[5..9].try_into().ok()?) as usize;
+    let cwd = m.get(9..9 + cwd_len)?.to_vec();
+    let env = m[9 + cwd_len..]
+        .split(|&b| b == 0)
+        .filter(|kv| !kv.is_empty())
+        .filter_map(|kv| {
+            let eq = kv.iter().position(|&b| b == b'=')?;
+            Some((kv[..eq].to_vec(), kv[eq + 1..].to_vec()))
+        })
+        .collect();
+    Some(Request { id, cwd, env })
+}
+
+/// End of the server: kill every worker's process group, reap them, exit.
+fn shut_down(children: &[(u32, OwnedFd)]) -> ! {
+    for (pid, _) in children {
+        sys::kill_group(*pid);
+        sys::kill(*pid);
+    }
+    for (pid, _) in children {
+        sys::reap(*pid);
+    }
+    std::process::exit(0)
+}
+
+/// In the forked child: close the server's descriptors, take the asking program's stdio,
+/// environment and directory, and serve tasks on `socket`. Never returns.
+fn become_worker(request: &Request, inherited: Vec<RawFd>, socket: OwnedFd, stdout: OwnedFd, stderr: OwnedFd) -> ! {
+    let server = sys::parent_pid();
+    for fd in inherited {
+        // SAFETY: descriptors of the server this child must not keep (the control socket and
+        // the other workers' pidfds); nothing in the child uses them.
+        unsafe { libc::close(fd) };
+    }
+    // SAFETY: plain system calls on descriptors this child owns.
+    unsafe {
+        libc::setpgid(0, 0);
+        libc::dup2(stdout.as_raw_fd(), 1);
+        libc::dup2(stderr.as_raw_fd(), 2);
+    }
+    drop((stdout, stderr));
+    if sys::die_with_parent().is_err() || sys::parent_pid() != server {
+        std::process::exit(worker::EXIT_ORPHAN);
+    }
+    use std::os::unix::ffi::OsStrExt;
+    for (key, _) in std::env::vars_os() {
+        std::env::remove_var(key);
+    }
+    for (key, value) in &request.env {
+        std::env::set_var(std::ffi::OsStr::from_bytes(key), std::ffi::OsStr::from_bytes(value));
+    }
+    if !request.cwd.is_empty() {
+        let _ = std::env::set_current_dir(std::ffi::OsStr::from_bytes(&request.cwd));
+    }
+    worker::serve_forked(UnixStream::from(socket))
+}
