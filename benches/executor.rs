@@ -21,12 +21,16 @@
 //! * **idle**: CPU used over `WORKPOOL_BENCH_IDLE_MS` (default 2000) ms of idleness after some
 //!   work, as % of one core: the executor's feeder threads plus its worker processes, against
 //!   procspawn's monitor threads plus its pool's workers (from `schedstat`, in ns).
+//! * **resident**: cold start and crash → next result (1 worker) with an empty parent, then with
+//!   `WORKPOOL_BENCH_RESIDENT_GIB` (default 8) GiB resident in the parent, and the minor faults
+//!   a write over that buffer costs after the spawns (fork would leave every page
+//!   copy-on-write).
 //! * **payload**: one task whose argument is a `WORKPOOL_BENCH_MIB` (default 100) MiB
 //!   `Vec<u8>` returning its length; MiB/s of submit → join.
 //!
 //! Python peers: run `python3 /work/shared/bench/peers.py 20000 > peers.txt` (in the same
 //! session) and set `WORKPOOL_BENCH_PEERS=peers.txt`: their figures are added as rows.
-//! `WORKPOOL_BENCH_ONLY=cold,submit,map,rss,idle,crash,payload` picks scenarios.
+//! `WORKPOOL_BENCH_ONLY=cold,submit,map,rss,idle,crash,resident,payload` picks scenarios.
 //!
 //! Run: `CARGO_TARGET_DIR=target/bench-helper cargo bench --bench executor`
 
@@ -250,6 +254,37 @@ fn main() {
         single.shutdown(Shutdown::Wait);
     }
 
+    // (g) the same with a large resident parent: starting a worker must not cost more.
+    if selected("resident") {
+        let gib = env_usize("WORKPOOL_BENCH_RESIDENT_GIB", 8);
+        let crash_runs = env_usize("WORKPOOL_BENCH_CRASH_RUNS", runs.max(9));
+        let measure = |label: &str, table: &mut Table| {
+            let cold: Vec<f64> = (0..runs).map(|_| ms(cold_workpool())).collect();
+            let single = Executor::builder().workers(1).build().expect("executor");
+            assert_eq!(single.submit(Tiny(1)).join().expect("tiny"), tiny(1));
+            let crash: Vec<f64> = (0..crash_runs).map(|_| ms(crash_then_next(&single).0)).collect();
+            single.shutdown(Shutdown::Wait);
+            table.row(&format!("cold start, {label}, ms"), &cold, "", &[], fmt_ms);
+            table.row(&format!("crash → next result, 1 worker, {label}, ms"), &crash, "", &[], fmt_ms);
+            (common::median(&cold), common::median(&crash))
+        };
+        let (cold0, crash0) = measure("empty parent", &mut table);
+        let mut big = vec![0u8; gib << 30];
+        touch(&mut big, 1);
+        let (cold8, crash8) = measure(&format!("{gib} GiB resident"), &mut table);
+        // Copy-on-write faults the spawns left behind: a write over the whole buffer.
+        let before = minor_faults();
+        touch(&mut big, 2);
+        let faults = minor_faults() - before;
+        drop(big);
+        println!(
+            "resident {gib} GiB: cold start {:.2}× and crash → next {:.2}× the empty parent's; {faults} minor faults \
+             writing the buffer after the spawns",
+            cold8 / cold0,
+            crash8 / crash0
+        );
+    }
+
     // (f) a large argument.
     if selected("payload") {
         let data = vec![7u8; mib << 20];
@@ -414,6 +449,21 @@ fn children() -> Vec<u32> {
         }
     }
     pids
+}
+
+/// Writes one byte per page of `buf`.
+fn touch(buf: &mut [u8], value: u8) {
+    for i in (0..buf.len()).step_by(4096) {
+        buf[i] = value;
+    }
+    std::hint::black_box(&buf);
+}
+
+/// Minor page faults of this process so far.
+fn minor_faults() -> i64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_minflt
 }
 
 fn ms(d: Duration) -> f64 {

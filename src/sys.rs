@@ -27,13 +27,7 @@ pub(crate) fn poll(fd: BorrowedFd<'_>, want_write: bool, timeout: Option<Duratio
         events |= libc::POLLOUT;
     }
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-    let ms = match timeout {
-        None => -1,
-        // Round up so that a deadline 0.4 ms away does not become a busy loop of 0 ms polls.
-        Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-    };
-    // SAFETY: `pfd` is a valid pollfd array of length 1 for the duration of the call.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    let n = ppoll(std::slice::from_mut(&mut pfd), timeout);
     if n < 0 {
         let err = io::Error::last_os_error();
         return if err.kind() == io::ErrorKind::Interrupted { Ok(Ready::default()) } else { Err(err) };
@@ -57,12 +51,7 @@ pub(crate) fn poll_many(fds: &[(BorrowedFd<'_>, bool)], timeout: Option<Duration
             revents: 0,
         })
         .collect();
-    let ms = match timeout {
-        None => -1,
-        Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-    };
-    // SAFETY: `pfds` is a valid pollfd array of its length for the duration of the call.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    let n = ppoll(&mut pfds, timeout);
     if n < 0 {
         let err = io::Error::last_os_error();
         return if err.kind() == io::ErrorKind::Interrupted { Ok(vec![Ready::default(); fds.len()]) } else { Err(err) };
@@ -75,6 +64,19 @@ pub(crate) fn poll_many(fds: &[(BorrowedFd<'_>, bool)], timeout: Option<Duration
             hangup: p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
         })
         .collect())
+}
+
+/// `ppoll` with a timeout to the nanosecond (`poll`'s milliseconds would round a 0.4 ms
+/// deadline up to a whole one, or down to a busy loop).
+fn ppoll(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `pfds` is a valid pollfd array of its length, `ts_ptr` null or a valid timespec,
+    // both for the duration of the call; a null signal mask keeps the thread's own.
+    unsafe { libc::ppoll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ts_ptr, std::ptr::null()) }
 }
 
 /// `writev` on a socket without raising SIGPIPE when the peer is gone (the error is EPIPE).

@@ -216,6 +216,11 @@ impl<T: Task, I: Iterator<Item = T>> Iterator for ParallelIter<T, I> {
         let next = match &runner {
             Runner::Inline => self.next_inline(),
             Runner::Pool(pool) => self.next_pooled(pool),
+            Runner::Unavailable(message) => {
+                self.stop();
+                let kind = ErrorKind::Spawn { message: message.clone() };
+                Some(Err(TaskError::new(kind, std::any::type_name::<T>())))
+            }
         };
         self.runner = runner;
         next

@@ -20,6 +20,8 @@ pub(crate) enum Runner {
     Inline,
     /// Batches dispatched to a pool.
     Pool(Pool),
+    /// No pool could be had; the run yields this error and ends.
+    Unavailable(String),
 }
 
 /// A pool batches are dispatched to.
@@ -60,9 +62,13 @@ impl Runner {
                 };
                 match executor {
                     Ok(executor) => Pool::Processes(executor),
-                    // Cannot start workers here (a worker that never called init()): threads
-                    // give the same results.
-                    Err(_) => Pool::Threads(thread_pool(jobs)),
+                    // A worker process that never called init() may not start workers of its
+                    // own: threads give the same results.
+                    Err(_) if crate::process::worker::refuse_nested_workers().is_err() => {
+                        Pool::Threads(thread_pool(jobs))
+                    }
+                    // This program cannot have workers (no init()): the run reports why.
+                    Err(e) => return Runner::Unavailable(e.to_string()),
                 }
             }
         };

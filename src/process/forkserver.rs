@@ -28,7 +28,7 @@
 //! | message | direction | body | descriptors |
 //! |---|---|---|---|
 //! | `H` hello | server → | `u32` protocol, `u64` fingerprint, `u32` pid, reason text (empty: serving) | — |
-//! | `S` spawn | → server | `u32` request, `u32` cwd length, cwd, environment as `KEY=VALUE\0`… | task socket, stdout, stderr |
+//! | `S` spawn | → server | `u32` request, `u32` cwd length, cwd, `=` (replace the environment) or `+` (add to the server's), then `KEY=VALUE\0`… | task socket, stdout, stderr |
 //! | `P` spawned | server → | `u32` request, `u32` pid | a pidfd of the worker |
 //! | `F` failed | server → | `u32` request, `i32` errno | — |
 //! | `X` exited | server → | `u32` pid, `i32` wait status (the server has reaped it) | — |
@@ -47,8 +47,10 @@ use super::{spawn::posix_spawn, wire};
 use crate::sys;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -70,6 +72,8 @@ struct Inbox {
     replies: HashMap<u32, Result<(u32, OwnedFd), i32>>,
     /// Wait statuses of workers the server reaped.
     exits: HashMap<u32, i32>,
+    /// Requests whose asker gave up waiting: their workers are killed when the reply comes.
+    abandoned: Vec<u32>,
     /// The control socket reached end of stream or failed: the server is gone.
     gone: bool,
 }
@@ -82,6 +86,9 @@ pub(crate) struct ForkServer {
     inbox: Mutex<Inbox>,
     changed: Condvar,
     next_request: AtomicU32,
+    /// The environment the server was started with (it keeps it; requests made while ours is
+    /// still the same send only their additions).
+    env_at_start: Vec<(OsString, OsString)>,
 }
 
 /// The process-wide fork server, started at `init()` or on first use.
@@ -162,6 +169,7 @@ impl ForkServer {
             inbox: Mutex::new(Inbox::default()),
             changed: Condvar::new(),
             next_request: AtomicU32::new(1),
+            env_at_start: environment(),
         };
         Ok(server)
     }
@@ -195,7 +203,8 @@ impl ForkServer {
     pub(crate) fn spawn(
         self: &Arc<Self>,
         socket: BorrowedFd<'_>,
-        env: &[(String, String)],
+        extra: &[(String, String)],
+        limit: Duration,
     ) -> Result<(u32, OwnedFd), String> {
         self.ensure_reader();
         let deadline = Instant::now() + HELLO_TIMEOUT;
@@ -216,8 +225,13 @@ impl ForkServer {
         let mut message = vec![b'S'];
         message.extend_from_slice(&request.to_le_bytes());
         message.extend_from_slice(&(cwd.len() as u32).to_le_bytes());
-        message.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(cwd.as_os_str()));
-        for (key, value) in env {
+        message.extend_from_slice(cwd.as_bytes());
+        let now = environment();
+        let (mode, base): (u8, &[(OsString, OsString)]) =
+            if now == self.env_at_start { (b'+', &[]) } else { (b'=', &now) };
+        message.push(mode);
+        let extra = extra.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v)));
+        for (key, value) in base.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).chain(extra) {
             message.extend_from_slice(key.as_bytes());
             message.push(b'=');
             message.extend_from_slice(value.as_bytes());
@@ -230,6 +244,7 @@ impl ForkServer {
         let stderr = std::io::stderr();
         sys::send_with_fds(self.control.as_fd(), &message, &[socket, stdout.as_fd(), stderr.as_fd()])
             .map_err(|e| format!("asking the fork server: {e}"))?;
+        let deadline = Instant::now() + limit;
         let mut inbox = self.inbox.lock();
         loop {
             if let Some(reply) = inbox.replies.remove(&request) {
@@ -240,7 +255,12 @@ impl ForkServer {
             if inbox.gone {
                 return Err("the fork server is gone".into());
             }
-            self.changed.wait(&mut inbox);
+            if self.changed.wait_until(&mut inbox, deadline).timed_out() && !inbox.replies.contains_key(&request) {
+                // A stopped server (Ctrl-Z reaches its process group too): its late reply is
+                // dropped, and its worker killed, by `read_loop`.
+                inbox.abandoned.push(request);
+                return Err(format!("the fork server did not answer within {limit:?}"));
+            }
         }
     }
 
@@ -322,7 +342,13 @@ fn read_loop(server: std::sync::Weak<ForkServer>, control: OwnedFd) {
                             });
                     }
                     (Some(b'P'), Some(request), Some(pid)) if !fds.is_empty() => {
-                        inbox.replies.insert(request, Ok((pid, fds.remove(0))));
+                        let pidfd = fds.remove(0);
+                        if let Some(i) = inbox.abandoned.iter().position(|&r| r == request) {
+                            inbox.abandoned.swap_remove(i);
+                            sys::pidfd_kill(pidfd.as_fd());
+                        } else {
+                            inbox.replies.insert(request, Ok((pid, pidfd)));
+                        }
                     }
                     (Some(b'F'), Some(request), Some(errno)) => {
                         inbox.replies.insert(request, Err(errno as i32));
@@ -339,6 +365,11 @@ fn read_loop(server: std::sync::Weak<ForkServer>, control: OwnedFd) {
             }
         }
     }
+}
+
+/// This program's environment, without workpool's marker.
+fn environment() -> Vec<(OsString, OsString)> {
+    std::env::vars_os().filter(|(k, _)| k != worker::MARKER).collect()
 }
 
 fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -464,6 +495,8 @@ pub(crate) fn serve(marker: &Marker) -> ! {
 struct Request {
     id: u32,
     cwd: Vec<u8>,
+    /// True: `env` replaces the whole environment; false: it is added to the server's own.
+    replace: bool,
     env: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -474,7 +507,12 @@ fn parse_spawn(m: &[u8]) -> Option<Request> {
     let id = u32::from_le_bytes(m[1..5].try_into().ok()?);
     let cwd_len = u32::from_le_bytes(m[5..9].try_into().ok()?) as usize;
     let cwd = m.get(9..9 + cwd_len)?.to_vec();
-    let env = m[9 + cwd_len..]
+    let replace = match m.get(9 + cwd_len)? {
+        b'=' => true,
+        b'+' => false,
+        _ => return None,
+    };
+    let env = m[10 + cwd_len..]
         .split(|&b| b == 0)
         .filter(|kv| !kv.is_empty())
         .filter_map(|kv| {
@@ -482,7 +520,7 @@ fn parse_spawn(m: &[u8]) -> Option<Request> {
             Some((kv[..eq].to_vec(), kv[eq + 1..].to_vec()))
         })
         .collect();
-    Some(Request { id, cwd, env })
+    Some(Request { id, cwd, replace, env })
 }
 
 /// End of the server: kill every worker's process group, reap them, exit.
@@ -516,9 +554,10 @@ fn become_worker(request: &Request, inherited: Vec<RawFd>, socket: OwnedFd, stdo
     if sys::die_with_parent().is_err() || sys::parent_pid() != server {
         std::process::exit(worker::EXIT_ORPHAN);
     }
-    use std::os::unix::ffi::OsStrExt;
-    for (key, _) in std::env::vars_os() {
-        std::env::remove_var(key);
+    if request.replace {
+        for (key, _) in std::env::vars_os() {
+            std::env::remove_var(key);
+        }
     }
     for (key, value) in &request.env {
         std::env::set_var(std::ffi::OsStr::from_bytes(key), std::ffi::OsStr::from_bytes(value));

@@ -132,11 +132,8 @@ pub(crate) fn start(threads_per_worker: usize, handshake: Duration) -> Result<Wo
         }
     }
     let forked = forkserver::get().and_then(|server| {
-        let mut full: Vec<(String, String)> = std::env::vars_os()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
-            .collect();
-        full.extend(env.iter().cloned());
-        server.spawn(theirs.as_fd(), &full).ok().map(|(pid, pidfd)| (pid, pidfd, Origin::Forked(server)))
+        let (pid, pidfd) = server.spawn(theirs.as_fd(), &env, handshake).ok()?;
+        Some((pid, pidfd, Origin::Forked(server)))
     });
     let (pid, pidfd, origin) = match forked {
         Some(forked) => forked,

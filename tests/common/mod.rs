@@ -127,6 +127,16 @@ impl Task for Env {
     }
 }
 
+/// The worker's current directory.
+#[derive(Serialize, Deserialize)]
+pub struct Cwd;
+impl Task for Cwd {
+    type Output = String;
+    fn run(self) -> String {
+        std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+    }
+}
+
 /// Allocates and leaks `mb` megabytes (touching every page), then answers with its pid.
 #[derive(Serialize, Deserialize)]
 pub struct Leak(pub usize);
@@ -221,6 +231,7 @@ workpool::register!(
     Crash,
     Logged,
     Env,
+    Cwd,
     Leak,
     Noisy,
     Unserializable,
