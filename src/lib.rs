@@ -10,9 +10,9 @@
 //! # A first program
 //!
 //! Tasks are serde types with a [`Task`] impl, made known to worker processes with
-//! [`register!`]. Worker processes are this program's own binary started again, so
-//! [`init()`] must be the first statement of `main`: in a worker it serves tasks and never
-//! returns; code before it would run in every worker too.
+//! [`register!`]. Worker processes come from this program's own binary, started again as a small
+//! fork server, so [`init()`] must be the first statement of `main`: there it serves and never
+//! returns; code before it would run there too.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -86,7 +86,8 @@
 //! | a worker past [`max_tasks_per_worker`](ExecutorBuilder::max_tasks_per_worker) or [`max_worker_memory`](ExecutorBuilder::max_worker_memory) | nothing | replaced between tasks |
 //! | an argument or result that cannot be encoded or decoded | that task: [`TaskError::is_codec`] | nothing |
 //! | a type never passed to [`register!`] | that handle: [`TaskError::is_not_registered`], at once | nothing |
-//! | the binary never calls [`init()`] | tasks: [`TaskError::is_spawn`], saying what to do | no fork bomb: the re-run binary starts no workers of its own |
+//! | the program never calls [`init()`] | [`ExecutorBuilder::build`] fails, saying what to do, before any process starts | nothing is started |
+//! | a worker fails to start (killed while starting, too slow to say hello) | nothing, unless every retry fails: then the task that waited, [`TaskError::is_spawn`] | never broken: the next task tries again |
 //! | Ctrl-C while a call waits (with [`handle_ctrl_c`]) | that call: [`TaskError::is_interrupted`], promptly | queued work is cancelled, busy workers are killed, the executor stays usable |
 //! | the parent process dies, even by SIGKILL | — | its workers die with it |
 //!
@@ -95,8 +96,9 @@
 //!
 //! # Platforms
 //!
-//! Linux. Worker processes rely on `/proc/self/exe`, `PR_SET_PDEATHSIG` and `/proc` for their
-//! memory use.
+//! Linux (5.3 or later: pidfds). Worker processes rely on `/proc/self/exe`, `PR_SET_PDEATHSIG`,
+//! pidfds and `/proc` for their memory use. `WORKPOOL_START_METHOD=spawn` starts every worker
+//! with `posix_spawn` instead of forking it from the fork server.
 #![deny(unsafe_op_in_unsafe_fn)]
 // The examples must show `fn main`: `workpool::init()` has to be its first statement.
 #![allow(clippy::needless_doctest_main)]
