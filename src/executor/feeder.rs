@@ -47,6 +47,9 @@ pub(crate) const MAX_WINDOW: usize = 64;
 const START_BACKOFF: [Duration; 3] = [Duration::from_millis(10), Duration::from_millis(50), Duration::from_millis(250)];
 /// Frames per vectored write.
 const MAX_IOVECS: usize = 64;
+/// How long a worker whose socket reached end of stream may take to be seen exiting before the
+/// feeder concludes that its task closed the socket.
+const CLOSE_TO_EXIT: Duration = Duration::from_millis(100);
 /// How long a closed worker may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// Longest poll, as a safety net against any missed event.
@@ -54,8 +57,6 @@ const POLL_TICK: Duration = Duration::from_millis(250);
 /// How often an idle feeder checks that its idle worker is still alive (so that one killed
 /// while idle is reaped promptly instead of lingering as a zombie until the next task).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
-/// Minimum time between two resident-memory checks of one worker.
-const RSS_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Why the feeder itself killed its worker.
 #[derive(Clone, Copy, Debug)]
@@ -85,8 +86,9 @@ struct Live {
     /// No new tasks: close once the in-flight ones are done (recycling).
     retiring: bool,
     kill: Option<Kill>,
+    /// The memory fault the running task's worker reported just before it died (signal, address).
+    fault: Option<(u32, u64)>,
     idle_since: Instant,
-    rss_checked: Instant,
 }
 
 pub(crate) struct Feeder {
@@ -205,8 +207,8 @@ impl Feeder {
                     running_since: None,
                     retiring: false,
                     kill: None,
+                    fault: None,
                     idle_since: now,
-                    rss_checked: now,
                 });
                 true
             }
@@ -326,6 +328,7 @@ impl Feeder {
                     front.started = true;
                     live.running_since = Some(Instant::now());
                 }
+                wire::FAULT if front.started => live.fault = Some(wire::parse_fault(frame.body)?),
                 wire::DONE if live.unsent > 0 => {
                     let (done, elapsed_ns) = wire::parse_done(frame.body)?;
                     let f = live.inflight.pop_front().expect("front exists");
@@ -339,12 +342,11 @@ impl Feeder {
                     f.env.completion.set_elapsed(elapsed_ns);
                     complete(&f.env.completion, done);
                     live.idle_since = Instant::now();
+                    // After every task (a read of /proc/PID/statm, a few µs, only when a ceiling
+                    // is set): a fresh worker whose first task grows it is caught too.
                     if let Some(ceiling) = shared.config.max_worker_memory {
-                        if live.idle_since.duration_since(live.rss_checked) >= RSS_INTERVAL {
-                            live.rss_checked = live.idle_since;
-                            if sys::rss_bytes(live.process.pid).is_some_and(|rss| rss > ceiling) {
-                                live.retiring = true;
-                            }
+                        if sys::rss_bytes(live.process.pid).is_some_and(|rss| rss > ceiling) {
+                            live.retiring = true;
                         }
                     }
                 }
@@ -384,8 +386,25 @@ impl Feeder {
         let mut live = self.live.take().expect("a process died");
         self.shared.queue.sleep.set_warm(self.queue.index(), false);
         let pid = live.process.pid;
-        let cause = live.process.finish(EXIT_GRACE);
-        let cause = broken.unwrap_or(cause);
+        // End of stream from a worker that lives on: its task closed (or broke) its socket.
+        // (An exiting process closes its descriptors just before it is seen to exit.)
+        let closed = broken.is_none() && live.kill.is_none() && !live.process.wait_exit(CLOSE_TO_EXIT);
+        if closed {
+            live.process.kill();
+        }
+        let status = live.process.finish(EXIT_GRACE);
+        let cause = match (broken, closed, live.fault) {
+            (Some(broken), _, _) => broken,
+            (None, true, _) => "the task closed or broke the worker's channel to the executor (its socket), so the \
+                                worker was killed"
+                .to_string(),
+            // Rust's runtime aborts on a stack overflow, after a fault in a guard page.
+            (None, false, Some(_)) if status.contains("SIGABRT") => {
+                format!("the task overflowed its stack ({status})")
+            }
+            (None, false, Some((_, address))) => format!("{status}, a memory fault at address {address:#x}"),
+            (None, false, None) => status,
+        };
         let interrupted = self.slot.interrupt.swap(0, Ordering::SeqCst) != 0;
         // Counters before any handle is completed (see handle_frames); the death is counted
         // before the pid disappears, so no snapshot shows a vanished worker that did not die.

@@ -219,11 +219,21 @@ impl Executor {
         }
         shared.close();
         let threads: Vec<_> = shared.threads.lock().drain(..).collect();
+        if threads.is_empty() {
+            // Another caller is joining the feeders (or did): wait until it is done.
+            let mut stopped = shared.stopped.lock();
+            while !*stopped {
+                shared.stopped_cv.wait(&mut stopped);
+            }
+            return;
+        }
         let me = std::thread::current().id();
         for thread in threads {
             if thread.thread().id() != me {
                 let _ = thread.join();
             }
         }
+        *shared.stopped.lock() = true;
+        shared.stopped_cv.notify_all();
     }
 }

@@ -75,8 +75,12 @@ pub(crate) struct Shared {
     /// Set once, by a feeder, when worker processes cannot start at all (no `init()`, wrong
     /// binary): every later submit fails fast.
     broken: OnceLock<String>,
-    /// The feeder threads, joined by `shutdown`.
+    /// The feeder threads, joined by the first `shutdown`.
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Set (and `stopped` notified) by that `shutdown` once every feeder ended, i.e. once every
+    /// worker process was reaped: later and concurrent callers wait for it.
+    pub(crate) stopped: Mutex<bool>,
+    pub(crate) stopped_cv: parking_lot::Condvar,
 }
 
 impl Shared {
@@ -91,6 +95,8 @@ impl Shared {
             epoch: AtomicU64::new(crate::interrupt::epoch()),
             broken: OnceLock::new(),
             threads: Mutex::new(Vec::new()),
+            stopped: Mutex::new(false),
+            stopped_cv: parking_lot::Condvar::new(),
         }
     }
 

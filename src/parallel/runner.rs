@@ -8,7 +8,6 @@ use crate::task::Task;
 use crate::unwind;
 use crate::ThreadPool;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -149,16 +148,18 @@ pub(crate) fn run_batch<T: Task>(batch: Vec<T>) -> (Result<Vec<T::Output>, TaskE
     (Ok(outputs), start.elapsed())
 }
 
-/// A thread pool per size, kept for the life of the program (like the reusable executor).
+/// The thread pool of the last size asked for, kept for the next run (as the reusable
+/// executor is). A run of another size replaces it: the old pool ends once the runs still using
+/// it let go, so pools never pile up (one per distinct `n_jobs` would, forever).
 fn thread_pool(n: usize) -> Arc<ThreadPool> {
-    static POOLS: Mutex<Option<HashMap<usize, Arc<ThreadPool>>>> = Mutex::new(None);
-    let mut pools = POOLS.lock();
-    pools
-        .get_or_insert_with(HashMap::new)
-        .entry(n)
-        .or_insert_with(|| {
-            let pool = ThreadPool::builder().num_threads(n).thread_name(|i| format!("workpool-parallel-{i}"));
-            Arc::new(pool.build().unwrap_or_else(|e| panic!("{e}")))
-        })
-        .clone()
+    static POOL: Mutex<Option<(usize, Arc<ThreadPool>)>> = Mutex::new(None);
+    let mut cached = POOL.lock();
+    if let Some((size, pool)) = cached.as_ref().filter(|(size, _)| *size == n) {
+        debug_assert_eq!(*size, n);
+        return pool.clone();
+    }
+    let pool = ThreadPool::builder().num_threads(n).thread_name(|i| format!("workpool-parallel-{i}"));
+    let pool = Arc::new(pool.build().unwrap_or_else(|e| panic!("{e}")));
+    *cached = Some((n, pool.clone()));
+    pool
 }

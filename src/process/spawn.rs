@@ -78,7 +78,12 @@ impl Worker {
 
     /// True once the worker process has exited.
     pub(crate) fn has_exited(&self) -> bool {
-        sys::poll(self.pidfd.as_fd(), false, Some(Duration::ZERO)).is_ok_and(|r| r.readable || r.hangup)
+        self.wait_exit(Duration::ZERO)
+    }
+
+    /// Waits at most `limit` for the worker process to exit; true when it has.
+    pub(crate) fn wait_exit(&self, limit: Duration) -> bool {
+        sys::poll(self.pidfd.as_fd(), false, Some(limit)).is_ok_and(|r| r.readable || r.hangup)
     }
 
     /// SIGKILL to the worker and to its process group (what its tasks started).

@@ -17,6 +17,7 @@
 //! | `HELLO` | from worker | `u32` protocol version, `u64` binary fingerprint, `u32` pid |
 //! | `STARTED` | from worker | — (the worker is about to run task `id`) |
 //! | `DONE` | from worker | `u8` status, `u64` run time in ns, status-specific bytes |
+//! | `FAULT` | from worker | `u32` signal, `u64` fault address: written by the worker's signal handler just before it dies of a memory fault in task `id` |
 //!
 //! A length is checked against [`MAX_FRAME`] before anything is allocated for it, and the reader
 //! grows its buffer only as bytes actually arrive, so a forged 4 GiB prefix costs nothing.
@@ -26,7 +27,7 @@ use std::fmt;
 use std::io::{self, Read};
 
 /// Protocol version, carried by `HELLO`; bump on any change to this file's formats.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 /// Largest frame accepted in either direction (1 GiB).
 pub(crate) const MAX_FRAME: usize = crate::codec::LIMIT;
 /// Bytes before the body: len, kind, id.
@@ -37,6 +38,30 @@ pub(crate) const SHUTDOWN: u8 = 2;
 pub(crate) const HELLO: u8 = 10;
 pub(crate) const STARTED: u8 = 11;
 pub(crate) const DONE: u8 = 12;
+pub(crate) const FAULT: u8 = 13;
+
+/// The complete `FAULT` frame of task `id` (built on the stack: the worker's signal handler
+/// writes it, and may not allocate).
+pub(crate) fn fault_frame(id: u64, signal: u32, address: u64) -> [u8; HEADER + 12] {
+    let mut frame = [0u8; HEADER + 12];
+    frame[..4].copy_from_slice(&((HEADER + 12 - 4) as u32).to_le_bytes());
+    frame[4] = FAULT;
+    frame[5..13].copy_from_slice(&id.to_le_bytes());
+    frame[13..17].copy_from_slice(&signal.to_le_bytes());
+    frame[17..25].copy_from_slice(&address.to_le_bytes());
+    frame
+}
+
+/// Signal and address of a `FAULT` body.
+pub(crate) fn parse_fault(body: &[u8]) -> Result<(u32, u64), WireError> {
+    if body.len() != 12 {
+        return bad(format!("fault body of {} bytes, expected 12", body.len()));
+    }
+    Ok((
+        u32::from_le_bytes(body[..4].try_into().expect("4 bytes")),
+        u64::from_le_bytes(body[4..].try_into().expect("8 bytes")),
+    ))
+}
 
 pub(crate) const ST_OK: u8 = 0;
 pub(crate) const ST_PANIC: u8 = 1;

@@ -12,7 +12,7 @@ use crate::process::wire::{self, Done, FrameReader};
 use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -229,6 +229,7 @@ fn install_panic_hook() {
 fn serve(mut socket: UnixStream) -> i32 {
     WORKER_MODE.store(true, Ordering::Relaxed);
     install_panic_hook();
+    faults::install(socket.as_raw_fd());
     let mut out = Vec::with_capacity(wire::READ_CHUNK);
     wire::hello(&mut out, fingerprint(), std::process::id());
     let mut reader = FrameReader::new();
@@ -268,13 +269,98 @@ fn serve(mut socket: UnixStream) -> i32 {
                 if flush(&mut socket, &mut out).is_err() {
                     return EXIT_PROTOCOL;
                 }
+                faults::running(id);
                 run_one(id, body, &mut out);
+                faults::running(0);
             }
             wire::SHUTDOWN => return if flush(&mut socket, &mut out).is_ok() { 0 } else { EXIT_PROTOCOL },
             other => {
                 eprintln!("workpool worker: unexpected frame kind {other}; exiting");
                 return EXIT_PROTOCOL;
             }
+        }
+    }
+}
+
+/// Memory-fault signals in a worker. Rust's runtime handles SIGSEGV and SIGBUS to report stack
+/// overflows, and *returns* from a signal that is not a fault in a guard page: a `raise(SIGSEGV)`
+/// or a `kill -SEGV` would be survived once, and the task would report success. Here a signal
+/// that was sent (by `kill`, `raise`, `sigqueue`) kills the worker, as in a C program; a real
+/// fault is first reported to the executor (a `FAULT` frame: which task, which address), then
+/// left to the runtime's handler, which prints a stack overflow and aborts, or lets the fault
+/// kill the process.
+mod faults {
+    use crate::process::wire;
+    use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+
+    /// The task socket, for the report (written once at install).
+    static SOCKET: AtomicI32 = AtomicI32::new(-1);
+    /// The task now running (0: none), written by the worker's main loop.
+    static RUNNING: AtomicU64 = AtomicU64::new(0);
+    /// The handlers that were installed before ours (Rust's runtime's), per signal, and their
+    /// flags: written once at install, before our handler can run.
+    static PREVIOUS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    static PREVIOUS_FLAGS: [AtomicI32; 2] = [AtomicI32::new(0), AtomicI32::new(0)];
+    const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+
+    pub(super) fn running(id: u64) {
+        RUNNING.store(id, Ordering::Relaxed);
+    }
+
+    pub(super) fn install(socket: i32) {
+        SOCKET.store(socket, Ordering::Relaxed);
+        for (i, &signal) in SIGNALS.iter().enumerate() {
+            // SAFETY: sigaction with valid, zero-initialised structs; the handler only makes
+            // async-signal-safe calls.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_fault as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                    as libc::sighandler_t;
+                new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut new.sa_mask);
+                if libc::sigaction(signal, &new, &mut old) == 0 {
+                    PREVIOUS[i].store(old.sa_sigaction, Ordering::Relaxed);
+                    PREVIOUS_FLAGS[i].store(old.sa_flags, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+        let i = usize::from(signal == libc::SIGBUS);
+        // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+        let (code, address) = unsafe { ((*info).si_code, (*info).si_addr() as u64) };
+        if code <= 0 {
+            // Sent, not a fault: die of it. It stays blocked until we return, then the default
+            // action ends the process.
+            // SAFETY: signal(2) and raise(3) are async-signal-safe.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+                libc::raise(signal);
+            }
+            return;
+        }
+        let (socket, id) = (SOCKET.load(Ordering::Relaxed), RUNNING.load(Ordering::Relaxed));
+        if socket >= 0 && id != 0 {
+            let frame = wire::fault_frame(id, signal as u32, address);
+            // SAFETY: send(2) is async-signal-safe; the frame lives on this stack.
+            unsafe { libc::send(socket, frame.as_ptr().cast(), frame.len(), libc::MSG_NOSIGNAL) };
+        }
+        let previous = PREVIOUS[i].load(Ordering::Relaxed);
+        if previous == libc::SIG_DFL || previous == libc::SIG_IGN {
+            // Back to the default: the faulting instruction runs again and ends the process.
+            // SAFETY: async-signal-safe.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        } else if PREVIOUS_FLAGS[i].load(Ordering::Relaxed) & libc::SA_SIGINFO != 0 {
+            // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this type.
+            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(previous) };
+            handler(signal, info, context);
+        } else {
+            // SAFETY: a plain handler installed without SA_SIGINFO has this type.
+            let handler: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(previous) };
+            handler(signal);
         }
     }
 }

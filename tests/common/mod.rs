@@ -127,6 +127,61 @@ impl Task for Env {
     }
 }
 
+/// Ways for a task to fault, or to take its channel or its process group with it.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub enum Hazard {
+    /// `raise(sig)`, then returns 0 if it survived.
+    Raise(i32),
+    /// Recurses until the stack overflows.
+    Overflow,
+    /// `fork()`s a child that sleeps 20 s (holding every descriptor, the socket included),
+    /// then aborts.
+    ForkThenAbort,
+    /// Closes every descriptor from 3 on (as a daemon does), then sleeps a second.
+    CloseChannel,
+    /// Starts `sleep 300`, writes its pid to the file, then sleeps for the given ms.
+    Subprocess(PathBuf, u64),
+}
+impl Task for Hazard {
+    type Output = u64;
+    fn run(self) -> u64 {
+        match self {
+            Hazard::Raise(sig) => {
+                unsafe { libc::raise(sig) };
+                0
+            }
+            Hazard::Overflow => {
+                fn deep(n: u64) -> u64 {
+                    let pad = std::hint::black_box([n; 64]);
+                    pad[(n % 64) as usize] + deep(n + 1)
+                }
+                deep(0)
+            }
+            Hazard::ForkThenAbort => {
+                if unsafe { libc::fork() } == 0 {
+                    std::thread::sleep(Duration::from_secs(20));
+                    unsafe { libc::_exit(0) };
+                }
+                std::process::abort()
+            }
+            Hazard::CloseChannel => {
+                for fd in 3..4096 {
+                    unsafe { libc::close(fd) };
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                1
+            }
+            Hazard::Subprocess(file, ms) => {
+                let child = std::process::Command::new("sleep").arg("300").spawn().expect("sleep");
+                std::fs::write(&file, child.id().to_string()).expect("pid file");
+                std::mem::forget(child);
+                std::thread::sleep(Duration::from_millis(ms));
+                2
+            }
+        }
+    }
+}
+
 /// The worker's current directory.
 #[derive(Serialize, Deserialize)]
 pub struct Cwd;
@@ -232,6 +287,7 @@ workpool::register!(
     Logged,
     Env,
     Cwd,
+    Hazard,
     Leak,
     Noisy,
     Unserializable,

@@ -1,0 +1,133 @@
+//! Faults around a running task that used to hang, get the wrong verdict, or leave a process
+//! behind: raised memory-fault signals, stack overflows, a task that forks and dies, a task that
+//! closes its worker's channel, subprocesses of tasks, concurrent shutdowns, the memory ceiling
+//! on a fresh worker, and the thread pools of `Parallel`.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use workpool::{Backend, Executor, Parallel, Shutdown};
+
+workpool::test_support!();
+
+fn executor(workers: usize) -> Executor {
+    Executor::builder().workers(workers).build().expect("executor")
+}
+
+fn pid_in(file: &std::path::Path) -> u32 {
+    assert!(wait_until(Duration::from_secs(10), || file.exists()));
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::read_to_string(file).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn a_raised_sigsegv_or_sigbus_kills_the_worker_as_in_a_c_program() {
+    let ex = executor(1);
+    for (sig, name) in [(libc::SIGSEGV, "SIGSEGV"), (libc::SIGBUS, "SIGBUS")] {
+        // Twice: Rust's runtime used to survive the first one and report success.
+        for _ in 0..2 {
+            let err = ex.submit(Hazard::Raise(sig)).join().expect_err("a raised fault signal must kill the worker");
+            assert!(err.is_worker_death() && err.to_string().contains(name), "{err}");
+        }
+    }
+    assert_eq!(ex.submit(Square(4)).join().unwrap(), 16);
+}
+
+#[test]
+fn a_sigsegv_sent_from_outside_kills_the_busy_worker() {
+    let marker = temp_dir("outside-segv").join("started");
+    let ex = executor(1);
+    let busy = ex.submit(Marked { marker: marker.clone(), ms: 5_000 });
+    assert!(wait_until(Duration::from_secs(10), || marker.exists()));
+    let pid = ex.workers()[0].pid.unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGSEGV) };
+    let err = busy.join().unwrap_err();
+    assert!(err.is_worker_death() && err.to_string().contains("SIGSEGV"), "{err}");
+}
+
+#[test]
+fn a_stack_overflow_is_reported_as_one() {
+    let ex = executor(1);
+    let err = ex.submit(Hazard::Overflow).join().unwrap_err();
+    assert!(err.is_worker_death() && err.to_string().contains("overflowed its stack"), "{err}");
+    assert_eq!(ex.submit(Square(5)).join().unwrap(), 25);
+}
+
+#[test]
+fn a_task_that_forks_and_aborts_is_seen_dead_at_once_and_its_child_is_stopped() {
+    let ex = executor(1);
+    let start = Instant::now();
+    let err = ex.submit(Hazard::ForkThenAbort).join().unwrap_err();
+    assert!(err.is_worker_death() && err.to_string().contains("SIGABRT"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3), "not when the forked child exits: {:?}", start.elapsed());
+    assert_eq!(ex.submit(Square(6)).join().unwrap(), 36);
+}
+
+#[test]
+fn a_task_that_closes_its_workers_channel_is_told_so_promptly() {
+    let ex = executor(1);
+    let start = Instant::now();
+    let err = ex.submit(Hazard::CloseChannel).join().unwrap_err();
+    assert!(err.is_worker_death() && err.to_string().contains("closed or broke the worker's channel"), "{err}");
+    assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+    assert_eq!(ex.submit(Square(7)).join().unwrap(), 49);
+}
+
+#[test]
+fn a_timed_out_tasks_subprocess_dies_with_its_worker() {
+    let file = temp_dir("timeout-subprocess").join("pid");
+    let ex = Executor::builder().workers(1).task_timeout(Duration::from_millis(500)).build().unwrap();
+    let handle = ex.submit(Hazard::Subprocess(file.clone(), 60_000));
+    let sleeper = pid_in(&file);
+    let _guard = KillOnDrop(vec![sleeper]);
+    assert!(handle.join().unwrap_err().is_timeout());
+    assert!(wait_until(Duration::from_secs(3), || process_gone(sleeper)), "sleep 300 outlived the timeout kill");
+}
+
+#[test]
+fn shutdown_stops_what_tasks_left_running() {
+    let file = temp_dir("shutdown-subprocess").join("pid");
+    let ex = executor(1);
+    assert_eq!(ex.submit(Hazard::Subprocess(file.clone(), 0)).join().unwrap(), 2);
+    let sleeper = pid_in(&file);
+    let _guard = KillOnDrop(vec![sleeper]);
+    ex.shutdown(Shutdown::Wait);
+    assert!(wait_until(Duration::from_secs(3), || process_gone(sleeper)), "sleep 300 outlived shutdown");
+}
+
+#[test]
+fn concurrent_shutdowns_all_return_after_the_workers_are_reaped() {
+    let ex = executor(2);
+    let pids: Vec<u32> = ex.map((0..6).map(|_| Nap(20))).map(Result::unwrap).collect();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                ex.shutdown(Shutdown::Wait);
+                for &pid in &pids {
+                    assert!(process_gone(pid), "shutdown returned while worker {pid} still runs");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn the_memory_ceiling_catches_a_fresh_worker_grown_by_its_first_task() {
+    let ex = Executor::builder().workers(1).max_worker_memory(40 << 20).build().unwrap();
+    let first = ex.submit(Leak(64)).join().unwrap(); // the worker's very first task
+    let next = ex.submit(Pid).join().unwrap();
+    assert_ne!(first, next, "the bloated worker ran the next task");
+}
+
+#[test]
+fn parallel_on_threads_keeps_a_bounded_number_of_threads() {
+    let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    let before = threads();
+    for n in 2..=12 {
+        let got = Parallel::new().n_jobs(n).backend(Backend::Threads).progress(false).run((0..20).map(Square)).unwrap();
+        assert_eq!(got.len(), 20);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(threads() <= before + 12, "{} threads before, {} after 11 sizes", before, threads());
+}
