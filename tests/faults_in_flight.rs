@@ -131,3 +131,53 @@ fn parallel_on_threads_keeps_a_bounded_number_of_threads() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(threads() <= before + 12, "{} threads before, {} after 11 sizes", before, threads());
 }
+
+// ===== lost parallelism =====
+
+fn warm(ex: &Executor) {
+    // A burst of tiny tasks: the prefetch window grows to its largest.
+    let got: Vec<u64> = ex.map((0..20_000).map(Square)).map(Result::unwrap).collect();
+    assert_eq!(got.len(), 20_000);
+    // A moment for the feeders to go idle after their last results (a program between two
+    // calls has that much): the idle ones are then left the next tasks.
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+#[test]
+fn two_long_tasks_on_two_warm_workers_run_at_the_same_time() {
+    let ex = executor(2);
+    warm(&ex);
+    for round in 0..5 {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..2).map(|_| ex.submit(Nap(300))).collect();
+        let pids: std::collections::BTreeSet<u32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(550), "round {round}: {took:?} on {pids:?}: they ran one after another");
+        assert_eq!(pids.len(), 2, "round {round}");
+    }
+}
+
+#[test]
+fn n_tasks_that_wait_for_each_other_on_n_workers_all_run_at_once() {
+    for n in [2, 3] {
+        let ex = executor(n);
+        warm(&ex);
+        let dir = temp_dir(&format!("rendezvous-{n}"));
+        let handles: Vec<_> = (0..n).map(|me| ex.submit(Rendezvous { dir: dir.clone(), n, me })).collect();
+        for h in handles {
+            assert!(h.join().unwrap(), "{n} tasks on {n} workers did not all run at once");
+        }
+    }
+}
+
+#[test]
+fn one_task_after_another_reuses_the_warm_worker() {
+    let ex = executor(4);
+    let first = ex.submit(Pid).join().unwrap();
+    for round in 0..40 {
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(ex.submit(Pid).join().unwrap(), first, "round {round}: a second process served it");
+    }
+    let starts: u64 = ex.workers().iter().map(|w| w.starts).sum();
+    assert_eq!(starts, 1, "{:?}", ex.workers());
+}

@@ -122,7 +122,11 @@ impl Feeder {
             }
             let idle_until = self.live.as_ref().map(|l| l.idle_since + self.shared.config.idle_timeout);
             let wake = idle_until.map(|until| until.min(Instant::now() + IDLE_CHECK));
-            match self.queue.wait(&|| false, wake, true) {
+            let waited = {
+                let _idle = Idle::enter(&self.shared, self.live.is_some());
+                self.queue.wait(&|| false, wake, true)
+            };
+            match waited {
                 Wait::Job(env) => self.held = Some(env),
                 Wait::TimedOut if idle_until.is_some_and(|until| Instant::now() >= until) => self.close_process(),
                 Wait::TimedOut => self.check_idle_process(),
@@ -140,15 +144,27 @@ impl Feeder {
         ((PREFETCH_NS / self.avg_ns) as usize).clamp(MIN_WINDOW, MAX_WINDOW)
     }
 
-    /// Step 1: take work while the window has room.
+    /// Step 1: take work while the window has room. Two rules keep tasks where they start
+    /// soonest: a feeder with a task in flight takes no more while another slot is idle (the
+    /// idle one runs it now, instead of it waiting behind a task that may be long), and a slot
+    /// without a worker process leaves a task to an idle slot that has one (a warm process is
+    /// reused instead of starting a second).
     fn fill(&mut self) {
         loop {
             if let Some(live) = &self.live {
                 if live.retiring || live.inflight.len() >= self.window() {
                     return;
                 }
+                if !live.inflight.is_empty() && self.held.is_none() && self.shared.idle.load(Ordering::SeqCst) > 0 {
+                    return;
+                }
             }
             let Some(env) = self.held.take().or_else(|| self.queue.find_work()) else { return };
+            if self.live.is_none() && self.shared.idle_warm.load(Ordering::SeqCst) > 0 {
+                // Wakes the warm sleeper first (see `Sleep::set_warm`).
+                self.shared.queue.inject(env);
+                return;
+            }
             if env.epoch < self.shared.epoch.load(Ordering::SeqCst) {
                 env.completion.fail(ErrorKind::Interrupted);
                 continue;
@@ -441,6 +457,31 @@ impl Feeder {
             live.process.finish(EXIT_GRACE);
             self.slot.pid.store(0, Ordering::SeqCst);
             self.slot.inflight.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts a feeder as idle (and as warm: with a live worker process) while it lives.
+struct Idle<'a> {
+    shared: &'a Shared,
+    warm: bool,
+}
+
+impl<'a> Idle<'a> {
+    fn enter(shared: &'a Shared, warm: bool) -> Self {
+        shared.idle.fetch_add(1, Ordering::SeqCst);
+        if warm {
+            shared.idle_warm.fetch_add(1, Ordering::SeqCst);
+        }
+        Idle { shared, warm }
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        self.shared.idle.fetch_sub(1, Ordering::SeqCst);
+        if self.warm {
+            self.shared.idle_warm.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

@@ -70,6 +70,10 @@ pub(crate) struct Shared {
     pub(crate) threads_per_worker: usize,
     /// Task ids, taken by submitting threads.
     next_id: AtomicU64,
+    /// Feeders waiting for work with nothing in flight, and those of them whose worker process
+    /// is alive (each feeder counts itself while it waits): dispatch leaves work to them.
+    pub(crate) idle: AtomicUsize,
+    pub(crate) idle_warm: AtomicUsize,
     /// The interrupt epoch this executor has acted on (written by the Ctrl-C path).
     pub(crate) epoch: AtomicU64,
     /// Set once, by a feeder, when worker processes cannot start at all (no `init()`, wrong
@@ -92,6 +96,8 @@ impl Shared {
             slots,
             threads_per_worker,
             next_id: AtomicU64::new(0),
+            idle: AtomicUsize::new(0),
+            idle_warm: AtomicUsize::new(0),
             epoch: AtomicU64::new(crate::interrupt::epoch()),
             broken: OnceLock::new(),
             threads: Mutex::new(Vec::new()),

@@ -186,6 +186,29 @@ impl Task for Hazard {
     }
 }
 
+/// Writes its marker in `dir`, then waits (at most 10 s) until `n` markers are there: true when
+/// all `n` tasks ran at the same time.
+#[derive(Serialize, Deserialize)]
+pub struct Rendezvous {
+    pub dir: PathBuf,
+    pub n: usize,
+    pub me: usize,
+}
+impl Task for Rendezvous {
+    type Output = bool;
+    fn run(self) -> bool {
+        std::fs::write(self.dir.join(self.me.to_string()), b"here").expect("marker");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0) >= self.n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+}
+
 /// The worker's current directory.
 #[derive(Serialize, Deserialize)]
 pub struct Cwd;
@@ -292,6 +315,7 @@ workpool::register!(
     Env,
     Cwd,
     Hazard,
+    Rendezvous,
     Leak,
     Noisy,
     Unserializable,
