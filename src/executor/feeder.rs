@@ -165,7 +165,7 @@ impl Feeder {
                 self.shared.queue.inject(env);
                 return;
             }
-            if env.epoch < self.shared.epoch.load(Ordering::SeqCst) {
+            if env.epoch < crate::interrupt::epoch() {
                 env.completion.fail(ErrorKind::Interrupted);
                 continue;
             }
@@ -177,6 +177,12 @@ impl Feeder {
                 self.slot.inflight.store(1, Ordering::SeqCst);
                 if !self.start_process(&env.completion) {
                     self.slot.inflight.store(0, Ordering::SeqCst);
+                    continue;
+                }
+                if env.epoch < crate::interrupt::epoch() {
+                    // A Ctrl-C while the worker started (it had no process to kill yet).
+                    self.slot.inflight.store(0, Ordering::SeqCst);
+                    env.completion.fail(ErrorKind::Interrupted);
                     continue;
                 }
             }
@@ -421,7 +427,10 @@ impl Feeder {
             (None, false, Some((_, address))) => format!("{status}, a memory fault at address {address:#x}"),
             (None, false, None) => status,
         };
-        let interrupted = self.slot.interrupt.swap(0, Ordering::SeqCst) != 0;
+        // A Ctrl-C that killed this worker interrupts the tasks submitted before it; a task
+        // submitted after it is not misreported as interrupted (by this death or a later one).
+        let interrupt = self.slot.interrupt.swap(0, Ordering::SeqCst);
+        let interrupted = |env: &Envelope| interrupt != 0 && env.epoch < interrupt;
         // Counters before any handle is completed (see handle_frames); the death is counted
         // before the pid disappears, so no snapshot shows a vanished worker that did not die.
         self.slot.deaths.fetch_add(1, Ordering::SeqCst);
@@ -433,10 +442,10 @@ impl Feeder {
             if f.started {
                 completion.fail(match live.kill {
                     Some(Kill::Timeout(limit)) => ErrorKind::Timeout { limit },
-                    None if interrupted => ErrorKind::Interrupted,
+                    None if interrupted(&f.env) => ErrorKind::Interrupted,
                     None => ErrorKind::WorkerDeath { cause: cause.clone(), pid },
                 });
-            } else if interrupted {
+            } else if interrupted(&f.env) {
                 completion.fail(ErrorKind::Interrupted);
             } else {
                 completion.requeue();

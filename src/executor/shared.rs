@@ -30,7 +30,8 @@ pub(crate) struct Envelope {
     /// The complete `TASK` frame.
     pub(crate) frame: Vec<u8>,
     pub(crate) completion: Arc<Completion>,
-    /// The interrupt epoch at submission: tasks from before a Ctrl-C are not dispatched.
+    /// The interrupt epoch ([`crate::interrupt::epoch`]) at submission: a task submitted before a
+    /// Ctrl-C is interrupted by it; one submitted after it, never.
     pub(crate) epoch: u64,
 }
 
@@ -53,7 +54,9 @@ pub(crate) struct Slot {
     pub(crate) starts: AtomicU64,
     /// Worker processes of this slot that died (crash, kill, timeout).
     pub(crate) deaths: AtomicU64,
-    /// The interrupt epoch whose Ctrl-C killed the current worker process (0: none).
+    /// The interrupt epoch whose Ctrl-C killed the current worker process (0: none): its tasks
+    /// from before that epoch failed as interrupted (written by the Ctrl-C thread, consumed by
+    /// the feeder when the process is gone).
     pub(crate) interrupt: AtomicU64,
 }
 
@@ -74,8 +77,6 @@ pub(crate) struct Shared {
     /// is alive (each feeder counts itself while it waits): dispatch leaves work to them.
     pub(crate) idle: AtomicUsize,
     pub(crate) idle_warm: AtomicUsize,
-    /// The interrupt epoch this executor has acted on (written by the Ctrl-C path).
-    pub(crate) epoch: AtomicU64,
     /// Set once, by a feeder, when worker processes cannot start at all (no `init()`, wrong
     /// binary): every later submit fails fast.
     broken: OnceLock<String>,
@@ -98,7 +99,6 @@ impl Shared {
             next_id: AtomicU64::new(0),
             idle: AtomicUsize::new(0),
             idle_warm: AtomicUsize::new(0),
-            epoch: AtomicU64::new(crate::interrupt::epoch()),
             broken: OnceLock::new(),
             threads: Mutex::new(Vec::new()),
             stopped: Mutex::new(false),
@@ -112,17 +112,25 @@ impl Shared {
         self.queue.drain(|env| env.completion.fail(ErrorKind::Spawn { message: message.clone() }));
     }
 
-    /// Ctrl-C: fail what is queued, kill busy worker processes (their tasks fail as interrupted).
+    /// Ctrl-C number `epoch`: fail what was queued before it, kill busy worker processes (their
+    /// tasks from before it fail as interrupted). Work submitted since stays queued. A slot
+    /// whose worker is still starting has no process to kill: its feeder sees the epoch once
+    /// the start is over and fails the task then.
     fn interrupt(&self, epoch: u64) {
-        self.epoch.store(epoch, Ordering::SeqCst);
-        self.queue.drain(|env| env.completion.fail(ErrorKind::Interrupted));
+        let mut newer = Vec::new();
+        self.queue.drain(|env| {
+            if env.epoch < epoch {
+                env.completion.fail(ErrorKind::Interrupted);
+            } else {
+                newer.push(env);
+            }
+        });
+        self.queue.inject_many(newer);
         for slot in self.slots.iter() {
-            if slot.inflight.load(Ordering::SeqCst) > 0 {
+            let pid = slot.pid.load(Ordering::SeqCst);
+            if pid != 0 && slot.inflight.load(Ordering::SeqCst) > 0 {
                 slot.interrupt.store(epoch, Ordering::SeqCst);
-                let pid = slot.pid.load(Ordering::SeqCst);
-                if pid != 0 {
-                    crate::sys::kill(pid);
-                }
+                crate::sys::kill(pid);
             }
         }
     }
@@ -178,7 +186,7 @@ impl Shared {
             completion.fail(ErrorKind::Codec { stage: "framing the argument", message: e.0 });
             return completion;
         }
-        let epoch = self.epoch.load(Ordering::SeqCst);
+        let epoch = crate::interrupt::epoch();
         self.queue.inject(Envelope { id, frame, completion: completion.clone(), epoch });
         completion
     }
