@@ -181,3 +181,49 @@ fn one_task_after_another_reuses_the_warm_worker() {
     let starts: u64 = ex.workers().iter().map(|w| w.starts).sum();
     assert_eq!(starts, 1, "{:?}", ex.workers());
 }
+
+#[test]
+fn long_tasks_after_a_burst_of_tiny_ones_spread_over_every_worker() {
+    let ex = executor(2);
+    warm(&ex);
+    let start = Instant::now();
+    let done: Vec<u32> = ex.map((0..8).map(|_| Nap(250))).map(Result::unwrap).collect();
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(1600), "8 x 250 ms on 2 workers took {took:?}");
+    assert_eq!(done.iter().collect::<std::collections::BTreeSet<_>>().len(), 2);
+}
+
+#[test]
+fn stopped_idle_workers_do_not_hold_tasks_past_the_task_timeout() {
+    let ex = Executor::builder().workers(2).task_timeout(Duration::from_secs(1)).build().unwrap();
+    warm(&ex);
+    let pids = worker_pids(&ex);
+    assert_eq!(pids.len(), 2);
+    let _guard = KillOnDrop(pids.iter().copied().collect());
+    for &pid in &pids {
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    }
+    let start = Instant::now();
+    let got = ex.submit(Square(9)).join();
+    let took = start.elapsed();
+    for &pid in &pids {
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    }
+    assert_eq!(got.unwrap(), 81);
+    assert!(took < Duration::from_secs(5), "a stopped worker held the task for {took:?}");
+}
+
+#[test]
+fn tasks_queued_for_a_stopped_worker_run_on_the_other_one() {
+    let ex = executor(2);
+    warm(&ex);
+    let pids: Vec<u32> = worker_pids(&ex).into_iter().collect();
+    let _guard = KillOnDrop(pids.clone());
+    unsafe { libc::kill(pids[0] as i32, libc::SIGSTOP) };
+    let start = Instant::now();
+    let got: Vec<u64> = ex.map((0..100).map(Square)).map(Result::unwrap).collect();
+    let took = start.elapsed();
+    unsafe { libc::kill(pids[0] as i32, libc::SIGCONT) };
+    assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}

@@ -39,7 +39,7 @@ fn a_4_gib_length_prefix_allocates_nothing_like_it() {
 fn a_forged_string_length_costs_at_most_max_frame() {
     let peak = frames::forged_string_length().expect("the tracking allocator is installed");
     assert!(peak <= (1 << 30) + 4096, "{peak}");
-    eprintln!("a 30-byte task frame made run_one allocate {peak} bytes at once");
+    eprintln!("a 34-byte task frame made run_one allocate {peak} bytes at once");
 }
 
 #[test]

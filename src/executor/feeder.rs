@@ -50,6 +50,14 @@ const MAX_IOVECS: usize = 64;
 /// How long a worker whose socket reached end of stream may take to be seen exiting before the
 /// feeder concludes that its task closed the socket.
 const CLOSE_TO_EXIT: Duration = Duration::from_millis(100);
+/// A running task longer than this has the tasks queued behind it taken back when another slot
+/// idles (a stream of tiny tasks never gets there: its tasks take microseconds).
+const LONG_TASK: Duration = Duration::from_millis(2);
+/// A worker that has not taken its next task for this long has its queued tasks taken back when
+/// another slot idles.
+const STALL: Duration = Duration::from_millis(20);
+/// How often a feeder with tasks waiting in its window looks whether to take them back.
+const RECALL_CHECK: Duration = Duration::from_millis(2);
 /// How long a closed worker may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// Longest poll, as a safety net against any missed event.
@@ -61,12 +69,20 @@ const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// Why the feeder itself killed its worker.
 #[derive(Clone, Copy, Debug)]
 enum Kill {
+    /// The running task passed `task_timeout`.
     Timeout(Duration),
+    /// The worker did not take its next task within `task_timeout`.
+    Stalled,
 }
 
 struct InFlight {
     env: Envelope,
     started: bool,
+    /// Its place in the worker's claim ring.
+    ticket: u32,
+    /// Taken back (see `recall`): already queued again elsewhere; its frame is still written
+    /// out (the stream must stay whole) and the worker skips it.
+    recalled: bool,
 }
 
 /// A live worker process and what is in flight on it.
@@ -83,12 +99,28 @@ struct Live {
     sent: u64,
     /// When the task at the front reported STARTED.
     running_since: Option<Instant>,
+    /// When the task at the front became the front (the one the worker should take next).
+    front_since: Instant,
+    /// The next claim ticket (from 1).
+    next_ticket: u32,
+    /// Tasks were taken back from behind the running one: take no more until it is done.
+    held_back: bool,
     /// No new tasks: close once the in-flight ones are done (recycling).
     retiring: bool,
     kill: Option<Kill>,
     /// The memory fault the running task's worker reported just before it died (signal, address).
     fault: Option<(u32, u64)>,
     idle_since: Instant,
+}
+
+/// Forgets the tasks at the front of `inflight` that were taken back and are completely
+/// written (`unsent` counts those): the worker skips them without a word, and they were queued
+/// again already.
+fn drop_skipped(inflight: &mut VecDeque<InFlight>, unsent: &mut usize) {
+    while *unsent > 0 && inflight.front().is_some_and(|f| f.recalled) {
+        inflight.pop_front();
+        *unsent -= 1;
+    }
 }
 
 pub(crate) struct Feeder {
@@ -137,11 +169,16 @@ impl Feeder {
         self.close_process();
     }
 
+    /// Tasks to keep in flight: about [`PREFETCH_NS`] of work, judged by the average run time,
+    /// or by the running task's time so far when that is longer (the first long task after a
+    /// run of tiny ones must shrink the window at once, not after it finished).
     fn window(&self) -> usize {
-        if self.avg_ns <= 0.0 {
+        let running = self.live.as_ref().and_then(|l| l.running_since).map_or(0.0, |t| t.elapsed().as_nanos() as f64);
+        let expected = self.avg_ns.max(running);
+        if expected <= 0.0 {
             return MIN_WINDOW;
         }
-        ((PREFETCH_NS / self.avg_ns) as usize).clamp(MIN_WINDOW, MAX_WINDOW)
+        ((PREFETCH_NS / expected) as usize).clamp(MIN_WINDOW, MAX_WINDOW)
     }
 
     /// Step 1: take work while the window has room. Two rules keep tasks where they start
@@ -151,11 +188,18 @@ impl Feeder {
     /// reused instead of starting a second).
     fn fill(&mut self) {
         loop {
-            if let Some(live) = &self.live {
-                if live.retiring || live.inflight.len() >= self.window() {
-                    return;
+            if let Some(live) = &mut self.live {
+                if live.held_back && live.inflight.iter().all(|f| f.recalled) {
+                    live.held_back = false; // nothing of ours is left waiting on that worker
                 }
-                if !live.inflight.is_empty() && self.held.is_none() && self.shared.idle.load(Ordering::SeqCst) > 0 {
+            }
+            if let Some(live) = &self.live {
+                let full = live.retiring || live.held_back || live.inflight.len() >= self.window();
+                let leave =
+                    !live.inflight.is_empty() && self.held.is_none() && self.shared.idle.load(Ordering::SeqCst) > 0;
+                if full || leave {
+                    // What a batch steal put in our deque goes to whoever is free.
+                    self.queue.spill();
                     return;
                 }
             }
@@ -187,7 +231,15 @@ impl Feeder {
                 }
             }
             let live = self.live.as_mut().expect("started above");
-            live.inflight.push_back(InFlight { env, started: false });
+            let mut env = env;
+            let ticket = live.next_ticket;
+            live.next_ticket = live.next_ticket.checked_add(1).unwrap_or(1);
+            wire::set_ticket(&mut env.frame, ticket);
+            live.process.claims.offer(ticket);
+            if live.inflight.is_empty() {
+                live.front_since = Instant::now();
+            }
+            live.inflight.push_back(InFlight { env, started: false, ticket, recalled: false });
             live.sent += 1;
             if self.shared.config.max_tasks_per_worker.is_some_and(|max| live.sent >= max) {
                 live.retiring = true;
@@ -227,6 +279,9 @@ impl Feeder {
                     offset: 0,
                     sent: 0,
                     running_since: None,
+                    front_since: now,
+                    next_ticket: 1,
+                    held_back: false,
                     retiring: false,
                     kill: None,
                     fault: None,
@@ -254,6 +309,11 @@ impl Feeder {
         let live = self.live.as_mut().expect("pump needs a process");
         let want_write = live.unsent < live.inflight.len();
         let mut timeout = POLL_TICK;
+        if live.inflight.iter().any(|f| !f.started && !f.recalled) {
+            // Something waits in the window: look again soon whether another slot went idle
+            // (see `recall_waiting`; an idle feeder does not wake this one).
+            timeout = timeout.min(RECALL_CHECK);
+        }
         if let (Some(limit), Some(since)) = (self.shared.config.task_timeout, live.running_since) {
             if live.kill.is_none() {
                 timeout = timeout.min((since + limit).saturating_duration_since(Instant::now()));
@@ -289,6 +349,13 @@ impl Feeder {
 
     /// Writes as many unsent frames as the socket takes.
     fn write_some(&mut self) -> std::io::Result<()> {
+        let result = self.write_frames();
+        let live = self.live.as_mut().expect("live");
+        drop_skipped(&mut live.inflight, &mut live.unsent);
+        result
+    }
+
+    fn write_frames(&mut self) -> std::io::Result<()> {
         let live = self.live.as_mut().expect("live");
         while live.unsent < live.inflight.len() {
             let mut slices = Vec::with_capacity(MAX_IOVECS);
@@ -341,7 +408,9 @@ impl Feeder {
         let slot = &self.slot;
         let live = self.live.as_mut().expect("live");
         while let Some(frame) = live.reader.next_frame()? {
-            let front = live.inflight.front_mut().filter(|f| f.env.id == frame.id);
+            drop_skipped(&mut live.inflight, &mut live.unsent);
+            // A task taken back never matches: its id may be in flight again, as a new entry.
+            let front = live.inflight.front_mut().filter(|f| !f.recalled && f.env.id == frame.id);
             let Some(front) = front else {
                 return Err(WireError(format!("frame kind {} for task {} which is not next", frame.kind, frame.id)));
             };
@@ -355,7 +424,10 @@ impl Feeder {
                     let (done, elapsed_ns) = wire::parse_done(frame.body)?;
                     let f = live.inflight.pop_front().expect("front exists");
                     live.unsent -= 1;
+                    drop_skipped(&mut live.inflight, &mut live.unsent);
                     live.running_since = None;
+                    live.front_since = Instant::now();
+                    live.held_back = false;
                     let sample = elapsed_ns as f64;
                     self.avg_ns = if self.avg_ns <= 0.0 { sample } else { 0.8 * self.avg_ns + 0.2 * sample };
                     // Counters first: whoever `join` wakes must see the task counted as done.
@@ -378,7 +450,67 @@ impl Feeder {
         Ok(())
     }
 
+    /// Takes back the tasks queued behind the front one when they would wait while another
+    /// slot idles: the front task has been running longer than [`LONG_TASK`],
+    /// or the worker has not taken it for [`STALL`] (stopped, or a task ate its input). Each is
+    /// taken back through the claim ring, so it runs exactly once wherever it ends up. With a
+    /// `task_timeout`, a worker that does not take its next task within it is killed (no task
+    /// fails: none of them started).
+    fn recall_waiting(&mut self) {
+        let Some(live) = self.live.as_mut() else { return };
+        let now = Instant::now();
+        let front_started = live.inflight.iter().find(|f| !f.recalled).is_some_and(|f| f.started);
+        let waited = match (front_started, live.running_since) {
+            (true, Some(since)) => now - since > LONG_TASK,
+            _ => now - live.front_since > STALL,
+        };
+        let waiting = live.inflight.iter().filter(|f| !f.started && !f.recalled).count();
+        if !front_started && live.kill.is_none() {
+            if let Some(limit) = self.shared.config.task_timeout {
+                if waiting > 0 && now - live.front_since > limit {
+                    live.kill = Some(Kill::Stalled);
+                    live.process.kill();
+                    return;
+                }
+            }
+        }
+        if waiting == 0 || !waited || self.shared.idle.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut again = Vec::new();
+        for i in (0..live.inflight.len()).rev() {
+            let f = &live.inflight[i];
+            if f.started {
+                break;
+            }
+            if f.recalled {
+                continue;
+            }
+            if !live.process.claims.recall(f.ticket) {
+                break; // claimed: it started, and so did every task before it
+            }
+            f.env.completion.requeue();
+            if i > live.unsent || (i == live.unsent && live.offset == 0) {
+                // Not a byte of it written yet: it simply leaves.
+                again.push(live.inflight.remove(i).expect("in range").env);
+            } else {
+                let env = &f.env;
+                again.push(Envelope {
+                    id: env.id,
+                    frame: env.frame.clone(),
+                    completion: env.completion.clone(),
+                    epoch: env.epoch,
+                });
+                live.inflight[i].recalled = true;
+            }
+        }
+        live.held_back = true;
+        self.slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
+        self.shared.queue.inject_many(again);
+    }
+
     fn check_timers(&mut self) {
+        self.recall_waiting();
         let Some(live) = self.live.as_mut() else { return };
         if let (Some(limit), Some(since), None) = (self.shared.config.task_timeout, live.running_since, live.kill) {
             if since.elapsed() >= limit {
@@ -439,9 +571,13 @@ impl Feeder {
         let mut again = Vec::new();
         for f in live.inflight.drain(..) {
             let completion = &f.env.completion;
+            if f.recalled {
+                continue; // already queued again
+            }
             if f.started {
                 completion.fail(match live.kill {
                     Some(Kill::Timeout(limit)) => ErrorKind::Timeout { limit },
+                    Some(Kill::Stalled) => ErrorKind::WorkerDeath { cause: cause.clone(), pid },
                     None if interrupted(&f.env) => ErrorKind::Interrupted,
                     None => ErrorKind::WorkerDeath { cause: cause.clone(), pid },
                 });

@@ -28,7 +28,7 @@
 //! | message | direction | body | descriptors |
 //! |---|---|---|---|
 //! | `H` hello | server → | `u32` protocol, `u64` fingerprint, `u32` pid, reason text (empty: serving) | — |
-//! | `S` spawn | → server | `u32` request, `u32` cwd length, cwd, `=` (replace the environment) or `+` (add to the server's), then `KEY=VALUE\0`… | task socket, stdout, stderr |
+//! | `S` spawn | → server | `u32` request, `u32` cwd length, cwd, `=` (replace the environment) or `+` (add to the server's), then `KEY=VALUE\0`… | task socket, stdout, stderr, claim ring |
 //! | `P` spawned | server → | `u32` request, `u32` pid | a pidfd of the worker |
 //! | `F` failed | server → | `u32` request, `i32` errno | — |
 //! | `X` exited | server → | `u32` pid, `i32` wait status (the server has reaped it) | — |
@@ -203,6 +203,7 @@ impl ForkServer {
     pub(crate) fn spawn(
         self: &Arc<Self>,
         socket: BorrowedFd<'_>,
+        claims: BorrowedFd<'_>,
         extra: &[(String, String)],
         limit: Duration,
     ) -> Result<(u32, OwnedFd), String> {
@@ -242,7 +243,7 @@ impl ForkServer {
         }
         let stdout = std::io::stdout();
         let stderr = std::io::stderr();
-        sys::send_with_fds(self.control.as_fd(), &message, &[socket, stdout.as_fd(), stderr.as_fd()])
+        sys::send_with_fds(self.control.as_fd(), &message, &[socket, stdout.as_fd(), stderr.as_fd(), claims])
             .map_err(|e| format!("asking the fork server: {e}"))?;
         let deadline = Instant::now() + limit;
         let mut inbox = self.inbox.lock();
@@ -440,12 +441,12 @@ pub(crate) fn serve(marker: &Marker) -> ! {
         if !(ready[0].readable || ready[0].hangup) {
             continue;
         }
-        let (n, fds) = match sys::recv_with_fds(control.as_fd(), &mut buf, 3) {
+        let (n, fds) = match sys::recv_with_fds(control.as_fd(), &mut buf, 4) {
             Ok((0, _)) | Err(_) => shut_down(&children),
             Ok(got) => got,
         };
         let Some(request) = parse_spawn(&buf[..n]) else { shut_down(&children) };
-        let [socket, stdout, stderr]: [OwnedFd; 3] = match fds.try_into() {
+        let [socket, stdout, stderr, claims]: [OwnedFd; 4] = match fds.try_into() {
             Ok(fds) => fds,
             Err(_) => shut_down(&children),
         };
@@ -456,9 +457,9 @@ pub(crate) fn serve(marker: &Marker) -> ! {
             let inherited: Vec<RawFd> =
                 std::iter::once(control.as_raw_fd()).chain(children.iter().map(|(_, fd)| fd.as_raw_fd())).collect();
             sys::set_name(name.strip_suffix(b"\n").unwrap_or(&name));
-            become_worker(&request, inherited, socket, stdout, stderr);
+            become_worker(&request, inherited, socket, [stdout, stderr], claims);
         }
-        drop((socket, stdout, stderr));
+        drop((socket, stdout, stderr, claims));
         let mut reply = Vec::with_capacity(9);
         if pid < 0 {
             reply.push(b'F');
@@ -537,7 +538,8 @@ fn shut_down(children: &[(u32, OwnedFd)]) -> ! {
 
 /// In the forked child: close the server's descriptors, take the asking program's stdio,
 /// environment and directory, and serve tasks on `socket`. Never returns.
-fn become_worker(request: &Request, inherited: Vec<RawFd>, socket: OwnedFd, stdout: OwnedFd, stderr: OwnedFd) -> ! {
+fn become_worker(request: &Request, inherited: Vec<RawFd>, socket: OwnedFd, stdio: [OwnedFd; 2], claims: OwnedFd) -> ! {
+    let [stdout, stderr] = stdio;
     let server = sys::parent_pid();
     for fd in inherited {
         // SAFETY: descriptors of the server this child must not keep (the control socket and
@@ -565,5 +567,6 @@ fn become_worker(request: &Request, inherited: Vec<RawFd>, socket: OwnedFd, stdo
     if !request.cwd.is_empty() {
         let _ = std::env::set_current_dir(std::ffi::OsStr::from_bytes(&request.cwd));
     }
-    worker::serve_forked(UnixStream::from(socket))
+    let claims = super::claims::Claims::map(claims.as_fd()).ok();
+    worker::serve_forked(UnixStream::from(socket), claims)
 }

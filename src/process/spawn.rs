@@ -12,10 +12,12 @@
 //! process still holds its socket.
 //!
 //! The descriptors a spawned child gets: 0 `/dev/null`, 1 and 2 `/dev/null` until `init()`
-//! moves 4 and 5 (this program's stdout and stderr) there, 3 its task socket. Every source
+//! moves 4 and 5 (this program's stdout and stderr) there, 3 its task socket, 6 its claim ring
+//! (see `claims.rs`). Every source
 //! descriptor is first duplicated to 10 or above, so none of them can be a target already (the
 //! `dup2(fd, 3)` of a socket that already is 3 would leave it close-on-exec).
 
+use super::claims::Claims;
 use super::forkserver::{self, ForkServer};
 use super::wire::{self, FrameReader};
 use super::worker::{self, Marker, Role};
@@ -68,6 +70,8 @@ pub(crate) struct Worker {
     /// Readable once the process has exited.
     pidfd: OwnedFd,
     origin: Origin,
+    /// Tasks written ahead are offered, and taken back, here.
+    pub(crate) claims: Claims,
 }
 
 impl Worker {
@@ -130,6 +134,7 @@ impl Worker {
 pub(crate) fn start(threads_per_worker: usize, handshake: Duration) -> Result<Worker, SpawnError> {
     worker::refuse_nested_workers().map_err(|message| SpawnError { message, sticky: true })?;
     let (ours, theirs) = UnixStream::pair().map_err(|e| SpawnError::transient(format!("socketpair: {e}")))?;
+    let (claims, claims_fd) = Claims::create().map_err(|e| SpawnError::transient(format!("claim ring: {e}")))?;
     let mut env = Vec::new();
     for var in THREAD_CAPS {
         if std::env::var_os(var).is_none() {
@@ -137,7 +142,7 @@ pub(crate) fn start(threads_per_worker: usize, handshake: Duration) -> Result<Wo
         }
     }
     let forked = forkserver::get().and_then(|server| {
-        let (pid, pidfd) = server.spawn(theirs.as_fd(), &env, handshake).ok()?;
+        let (pid, pidfd) = server.spawn(theirs.as_fd(), claims_fd.as_fd(), &env, handshake).ok()?;
         Some((pid, pidfd, Origin::Forked(server)))
     });
     let (pid, pidfd, origin) = match forked {
@@ -147,7 +152,8 @@ pub(crate) fn start(threads_per_worker: usize, handshake: Duration) -> Result<Wo
             let high = |fd: BorrowedFd<'_>| sys::dup_high(fd).map_err(|e| SpawnError::transient(format!("dup: {e}")));
             let (socket, stdout, stderr) =
                 (high(theirs.as_fd())?, high(io::stdout().as_fd())?, high(io::stderr().as_fd())?);
-            let fds = [(socket.as_fd(), sys::WORKER_FD), (stdout.as_fd(), 4), (stderr.as_fd(), 5)];
+            let ring = high(claims_fd.as_fd())?;
+            let fds = [(socket.as_fd(), sys::WORKER_FD), (stdout.as_fd(), 4), (stderr.as_fd(), 5), (ring.as_fd(), 6)];
             let pid = posix_spawn(&marker, &fds, true, &env)
                 .map_err(|e| SpawnError::transient(format!("starting a worker process: {e}")))?;
             match sys::pidfd_open(pid) {
@@ -161,7 +167,8 @@ pub(crate) fn start(threads_per_worker: usize, handshake: Duration) -> Result<Wo
         }
     };
     drop(theirs);
-    let worker = Worker { pid, socket: ours, pidfd, origin };
+    drop(claims_fd);
+    let worker = Worker { pid, socket: ours, pidfd, origin, claims };
     if let Err((message, sticky)) = handshake_with(&worker, handshake) {
         worker.kill();
         let cause = worker.finish(Duration::ZERO);

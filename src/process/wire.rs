@@ -12,7 +12,7 @@
 //!
 //! | kind | direction | body |
 //! |---|---|---|
-//! | `TASK` | to worker | `u64` task key, `u32` count, encoded argument(s) |
+//! | `TASK` | to worker | `u64` task key, `u32` count, `u32` claim ticket, encoded argument(s) |
 //! | `SHUTDOWN` | to worker | — (finish, then exit) |
 //! | `HELLO` | from worker | `u32` protocol version, `u64` binary fingerprint, `u32` pid |
 //! | `STARTED` | from worker | — (the worker is about to run task `id`) |
@@ -136,12 +136,19 @@ pub(crate) fn empty_frame(out: &mut Vec<u8>, kind: u8, id: u64) {
     end_frame(out, start).expect("an empty frame fits");
 }
 
-/// The fixed part of a `TASK` body.
+/// The fixed part of a `TASK` body (its ticket is 0 until [`set_ticket`]).
 pub(crate) fn task_header(out: &mut Vec<u8>, id: u64, key: u64, count: u32) -> usize {
     let start = begin_frame(out, TASK, id);
     out.extend_from_slice(&key.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
     start
+}
+
+/// Writes the claim ticket into a complete `TASK` frame (the feeder does, when it hands the
+/// frame to a worker: see `process/claims.rs`).
+pub(crate) fn set_ticket(frame: &mut [u8], ticket: u32) {
+    frame[HEADER + 12..HEADER + 16].copy_from_slice(&ticket.to_le_bytes());
 }
 
 /// A decoded `TASK` body.
@@ -149,19 +156,22 @@ pub(crate) fn task_header(out: &mut Vec<u8>, id: u64, key: u64, count: u32) -> u
 pub(crate) struct TaskBody<'a> {
     pub(crate) key: u64,
     pub(crate) count: u32,
+    /// The task's place in its worker's claim ring (0: none).
+    pub(crate) ticket: u32,
     pub(crate) payload: &'a [u8],
 }
 
 pub(crate) fn parse_task(body: &[u8]) -> Result<TaskBody<'_>, WireError> {
-    if body.len() < 12 {
-        return bad("task body shorter than its key and count");
+    if body.len() < 16 {
+        return bad("task body shorter than its key, count and ticket");
     }
     let key = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
     let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
+    let ticket = u32::from_le_bytes(body[12..16].try_into().expect("4 bytes"));
     if count == 0 {
         return bad("task with a count of zero");
     }
-    Ok(TaskBody { key, count, payload: &body[12..] })
+    Ok(TaskBody { key, count, ticket, payload: &body[16..] })
 }
 
 /// `HELLO` from a worker.
@@ -380,7 +390,7 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert_eq!((seen[0].0, seen[0].1), (TASK, 42));
         let task = parse_task(&seen[0].2).unwrap();
-        assert_eq!(task, TaskBody { key: 7, count: 3, payload: b"payload" });
+        assert_eq!(task, TaskBody { key: 7, count: 3, ticket: 0, payload: b"payload" });
         assert_eq!((seen[1].0, seen[1].2.len()), (SHUTDOWN, 0));
     }
 
@@ -396,8 +406,8 @@ mod tests {
     #[test]
     fn short_lengths_and_bodies_are_errors() {
         assert!(split_frame(&[3, 0, 0, 0, 1, 2, 3]).is_err());
-        assert!(parse_task(&[0; 11]).is_err());
-        assert!(parse_task(&[0; 12]).is_err(), "a count of zero is malformed");
+        assert!(parse_task(&[0; 15]).is_err());
+        assert!(parse_task(&[0; 16]).is_err(), "a count of zero is malformed");
         assert!(parse_hello(&[0; 15]).is_err());
         assert!(parse_done(&[ST_PANIC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]).is_err());
         assert!(parse_done(&[99, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());

@@ -8,6 +8,7 @@
 //! already buffered): the executor knows exactly which task a dead worker was running, and
 //! which ones it never touched (those are rescheduled).
 
+use crate::process::claims::Claims;
 use crate::process::wire::{self, Done, FrameReader};
 use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
@@ -175,10 +176,14 @@ pub fn init() {
                 libc::close(4);
                 libc::close(5);
             }
+            // SAFETY: the parent put the claim ring on 6; nothing else here owns it.
+            let ring = unsafe { std::os::fd::OwnedFd::from_raw_fd(6) };
+            let claims = Claims::map(ring.as_fd()).ok();
+            drop(ring);
             let code = match sys::set_cloexec(sys::WORKER_FD) {
                 // SAFETY: the parent put our end of the socketpair on WORKER_FD and nothing else
                 // in this process owns that descriptor.
-                Ok(()) => serve(unsafe { UnixStream::from_raw_fd(sys::WORKER_FD) }),
+                Ok(()) => serve(unsafe { UnixStream::from_raw_fd(sys::WORKER_FD) }, claims),
                 Err(e) => {
                     eprintln!("workpool worker: no task socket on fd {}: {e}", sys::WORKER_FD);
                     EXIT_PROTOCOL
@@ -190,8 +195,8 @@ pub fn init() {
 }
 
 /// A worker forked by the fork server: serve tasks on `socket`, then exit.
-pub(crate) fn serve_forked(socket: UnixStream) -> ! {
-    std::process::exit(serve(socket))
+pub(crate) fn serve_forked(socket: UnixStream, claims: Option<Claims>) -> ! {
+    std::process::exit(serve(socket, claims))
 }
 
 /// A fingerprint of this binary: both sides compute it; a worker whose binary differs from its
@@ -226,7 +231,7 @@ fn install_panic_hook() {
 }
 
 /// The worker's main loop; returns the exit code.
-fn serve(mut socket: UnixStream) -> i32 {
+fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
     WORKER_MODE.store(true, Ordering::Relaxed);
     install_panic_hook();
     faults::install(socket.as_raw_fd());
@@ -265,6 +270,11 @@ fn serve(mut socket: UnixStream) -> i32 {
                         return EXIT_PROTOCOL;
                     }
                 };
+                // A task written ahead may have been taken back (see `claims.rs`): skip it,
+                // without a word (the executor has queued it again already).
+                if body.ticket != 0 && claims.as_ref().is_some_and(|c| !c.claim(body.ticket)) {
+                    continue;
+                }
                 wire::empty_frame(&mut out, wire::STARTED, id);
                 if flush(&mut socket, &mut out).is_err() {
                     return EXIT_PROTOCOL;

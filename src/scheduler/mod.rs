@@ -202,6 +202,17 @@ impl<J: Send> Queue<J> {
         self.deque.len()
     }
 
+    /// Moves every job of this thread's own deque to the injector and wakes sleepers for them:
+    /// for a thread that will not run them soon (a feeder whose window is full). Jobs that
+    /// `find_work` moved here in a batch would otherwise wait for this thread, or for a thief
+    /// that nobody woke.
+    pub(crate) fn spill(&self) {
+        if self.deque.is_empty() {
+            return;
+        }
+        self.shared.inject_many(std::iter::from_fn(|| self.deque.pop()));
+    }
+
     /// Pops this thread's own deque only.
     #[inline]
     pub(crate) fn pop(&self) -> Option<J> {

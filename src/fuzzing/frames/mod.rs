@@ -268,7 +268,7 @@ pub fn huge_length_prefixes() -> Option<usize> {
     peak
 }
 
-/// A 30-byte frame: a task whose String argument claims 1 GiB - 64 bytes (varint 0xFC + u32).
+/// A 34-byte frame: a task whose String argument claims 1 GiB - 64 bytes (varint 0xFC + u32).
 /// bincode checks the claim against its limit (MAX_FRAME), then allocates the claimed length,
 /// zeroed, before reading a byte of it. Returns the largest single allocation `run_one` made
 /// (`None` without the tracking allocator): this records how close a forged frame gets (see
@@ -278,7 +278,7 @@ pub fn forged_string_length() -> Option<usize> {
     let start = wire::task_header(&mut stream, 1, 1, 1);
     stream.extend_from_slice(&[0xFC, 0xC0, 0xFF, 0xFF, 0x3F]); // 2^30 - 64
     wire::end_frame(&mut stream, start).expect("a small frame");
-    assert_eq!(stream.len(), 30);
+    assert_eq!(stream.len(), 34);
     let (frame, _) = wire::split_frame(&stream).expect("well formed").expect("complete");
     let body = wire::parse_task(frame.body).expect("a task body");
     let body = TaskBody { key: key_of(1).expect("a registered test task"), ..body };

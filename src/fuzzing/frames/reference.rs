@@ -47,11 +47,11 @@ pub(super) fn reference_frames(mut buf: &[u8]) -> (Vec<RefFrame>, RefEnd) {
 }
 
 /// What a body means to each parser in the reference reading (`None`: malformed).
-pub(super) fn reference_task(body: &[u8]) -> Option<(u64, u32, &[u8])> {
-    if body.len() < 12 || le(&body[8..12]) == 0 {
+pub(super) fn reference_task(body: &[u8]) -> Option<(u64, u32, u32, &[u8])> {
+    if body.len() < 16 || le(&body[8..12]) == 0 {
         return None;
     }
-    Some((le(&body[..8]), le(&body[8..12]) as u32, &body[12..]))
+    Some((le(&body[..8]), le(&body[8..12]) as u32, le(&body[12..16]) as u32, &body[16..]))
 }
 
 pub(super) fn reference_hello(body: &[u8]) -> Option<(u32, u64, u32)> {
@@ -90,7 +90,7 @@ pub(super) fn reference_done(body: &[u8]) -> Option<(Done<'_>, u64)> {
 
 /// Every parser on every body: no panic, and agreement with the reference.
 pub(super) fn check_parsers(body: &[u8]) {
-    let task = wire::parse_task(body).ok().map(|t| (t.key, t.count, t.payload));
+    let task = wire::parse_task(body).ok().map(|t| (t.key, t.count, t.ticket, t.payload));
     assert_eq!(task, reference_task(body), "parse_task of {body:?}");
     assert_eq!(wire::parse_hello(body).ok(), reference_hello(body), "parse_hello of {body:?}");
     assert_eq!(wire::parse_done(body).ok(), reference_done(body), "parse_done of {body:?}");

@@ -33,7 +33,7 @@ fn seeded_raw_streams_of_plausible_frames() {
             data.extend_from_slice(&len.to_le_bytes());
             data.push([wire::TASK, wire::DONE, wire::HELLO, wire::SHUTDOWN][rng.below(4) as usize]);
             data.extend_from_slice(&rng.below(4).to_le_bytes());
-            if rng.below(2) == 0 && body.len() >= 12 {
+            if rng.below(2) == 0 && body.len() >= 16 {
                 // A task key that names a test task, and a small count.
                 let mut body = body;
                 body[..8].copy_from_slice(&rng.below(8).to_le_bytes());
