@@ -25,8 +25,10 @@
 //! # Waiting
 //!
 //! `Queue::wait` searches, spins a bounded number of rounds, then goes through the sleep protocol
-//! of [`sleep`] (read its docs for why no wake-up is lost). Every push goes through
-//! [`Sleep::new_jobs`], which wakes a sleeper only when one exists.
+//! of [`sleep`] (read its docs for why no wake-up is lost). Every push announces itself and wakes a
+//! sleeper only when one exists: a push onto the injector through [`Sleep::new_jobs`] (with the
+//! `SeqCst` fence that makes sure no sleeper misses it), a push onto the caller's own deque
+//! through [`Sleep::new_local_jobs`] (no fence: its owner runs it if nobody else does).
 //!
 //! # Termination
 //!
@@ -193,7 +195,7 @@ impl<J: Send> Queue<J> {
     #[inline]
     pub(crate) fn push(&self, job: J) {
         self.deque.push(job);
-        self.shared.sleep.new_jobs(1);
+        self.shared.sleep.new_local_jobs(1);
     }
 
     /// Jobs in this thread's own deque (a snapshot).
