@@ -1,11 +1,14 @@
 //! Type-erased jobs: what the scheduler moves between thread-pool threads.
 //!
-//! A [`JobRef`] is a data pointer plus the function that knows its type. Two kinds exist:
+//! A [`JobRef`] is a data pointer plus the function that knows its type. Three kinds exist:
 //! [`StackJob`] lives in the frame of a thread that blocks until it has run (`join`, calls from
-//! outside the pool); [`HeapJob`] is boxed and frees itself when run (`spawn`, scope spawns).
+//! outside the pool or from another pool, the parts of a broadcast); [`HeapJob`] is boxed and
+//! frees itself when run (`spawn`, scope spawns); a [`JobFifo`] token stands for "the oldest job
+//! of this FIFO queue" (`spawn_fifo`, `scope_fifo`).
 
 use crate::thread_pool::latch::Latch;
 use crate::unwind;
+use crossbeam_deque::{Injector, Steal};
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
@@ -135,5 +138,51 @@ impl<F: FnOnce() + Send> HeapJob<F> {
         let this = unsafe { Box::from_raw(this.cast::<Self>().as_ptr()) };
         let HeapJob { func } = *this;
         func();
+    }
+}
+
+/// A FIFO queue of jobs behind LIFO deques, as rayon-core's `JobFifo`.
+///
+/// `push` queues the job here and returns a *token*, a [`JobRef`] that the caller pushes on its
+/// deque like any job. Whoever runs a token (the owner popping it, or a thief) takes the
+/// **oldest** job of this queue and runs that. Tokens and jobs are equally many, so every token
+/// finds one; a thread that spawns several jobs this way runs them oldest first, while each is
+/// still stealable like any other.
+///
+/// One `JobFifo` is pushed to by one thread only (each pool thread has its own, and a FIFO scope
+/// keeps one per pool thread), so its jobs come out in that thread's spawn order.
+pub(crate) struct JobFifo {
+    jobs: Injector<JobRef>,
+}
+
+impl JobFifo {
+    pub(crate) fn new() -> Self {
+        JobFifo { jobs: Injector::new() }
+    }
+
+    /// Queues `job` and returns the token to push in its place.
+    ///
+    /// # Safety
+    /// The `JobFifo` must outlive the token's run, and `job` must satisfy what running it needs
+    /// (as for any [`JobRef`]).
+    #[inline]
+    pub(crate) unsafe fn push(&self, job: JobRef) -> JobRef {
+        self.jobs.push(job);
+        JobRef { pointer: NonNull::from(self).cast(), execute: Self::execute }
+    }
+
+    /// # Safety
+    /// `this` points to a live `JobFifo` that holds at least one job for this token.
+    unsafe fn execute(this: NonNull<()>) {
+        // SAFETY: the caller guarantees the pointer.
+        let this = unsafe { this.cast::<Self>().as_ref() };
+        loop {
+            match this.jobs.steal() {
+                // SAFETY: the job was live and unrun when queued, and only this token runs it.
+                Steal::Success(job) => return unsafe { job.execute() },
+                Steal::Empty => unreachable!("a FIFO token found its queue empty"),
+                Steal::Retry => {}
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ use super::latch::{Probe, SpinLatch};
 use super::registry::PoolThread;
 use crate::unwind;
 
+#[inline]
 pub(super) fn join_on<A, B, RA, RB>(thread: &PoolThread, a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA + Send,
