@@ -11,6 +11,7 @@ use crate::unwind;
 use crossbeam_deque::{Injector, Steal};
 use std::any::Any;
 use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
 /// A pointer to a job and the function that runs it.
@@ -62,16 +63,20 @@ impl<R> JobResult<R> {
 }
 
 /// A job in the stack frame of a thread that waits for it (through its latch) before returning.
+///
+/// Its closure is taken exactly once: by [`StackJob::run_inline`] (the owner popped it back) or
+/// by the one run of its [`JobRef`]. A stack job that never runs leaks its closure; every owner
+/// waits for its job, so that does not happen.
 pub(crate) struct StackJob<L, F, R> {
     pub(crate) latch: L,
-    func: UnsafeCell<Option<F>>,
+    func: UnsafeCell<ManuallyDrop<F>>,
     result: UnsafeCell<JobResult<R>>,
 }
 
 impl<L: Latch, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
     #[inline]
     pub(crate) fn new(func: F, latch: L) -> Self {
-        StackJob { latch, func: UnsafeCell::new(Some(func)), result: UnsafeCell::new(JobResult::None) }
+        StackJob { latch, func: UnsafeCell::new(ManuallyDrop::new(func)), result: UnsafeCell::new(JobResult::None) }
     }
 
     /// A reference for the scheduler.
@@ -91,7 +96,7 @@ impl<L: Latch, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
         // `func` or `result` until the latch is set, which is the last thing done here.
         unsafe {
             let this = this.cast::<Self>().as_ref();
-            let func = (*this.func.get()).take().expect("a stack job ran twice");
+            let func = ManuallyDrop::take(&mut *this.func.get());
             *this.result.get() = match unwind::halt_unwinding(func) {
                 Ok(value) => JobResult::Ok(value),
                 Err(payload) => JobResult::Panic(payload),
@@ -101,8 +106,13 @@ impl<L: Latch, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
     }
 
     /// Runs the job on the owner's thread, when the owner popped it back before anyone stole it.
-    pub(crate) fn run_inline(self) -> R {
-        self.func.into_inner().expect("a stack job ran twice")()
+    ///
+    /// # Safety
+    /// The job's reference was popped back by its owner: it has not run and never will.
+    #[inline]
+    pub(crate) unsafe fn run_inline(&self) -> R {
+        // SAFETY: forwarded; nobody else can reach the closure any more.
+        unsafe { ManuallyDrop::take(&mut *self.func.get())() }
     }
 
     /// The result, after the latch was set.
