@@ -157,6 +157,16 @@ fn on_pool(pools: &Pools, at: usize, node: &Node, leaves: &AtomicUsize) -> u64 {
     }
 }
 
+/// Runs `tree` from the first pool and compares with its sequential meaning.
+fn check_tree(pools: &Pools, tree: &Node) {
+    let threads = [pools.pools[0].num_threads(), pools.pools[1].num_threads()];
+    let (want, want_leaves) = sequential(tree, threads, 0);
+    let leaves = AtomicUsize::new(0);
+    let got = on_pool(pools, 0, tree, &leaves);
+    assert_eq!(got, want, "the pool computed something else than the sequential tree: {tree:?}");
+    assert_eq!(leaves.load(Ordering::Relaxed), want_leaves, "every leaf runs exactly once");
+}
+
 /// Runs one input (see the module docs).
 pub fn run(data: &[u8]) {
     super::install_quiet_panic_hook();
@@ -164,12 +174,8 @@ pub fn run(data: &[u8]) {
     let threads = [1 + input.below(3), 1 + input.below(3)];
     let mut budget = if cfg!(miri) { 12 } else { 200 };
     let tree = parse(&mut input, 8, &mut budget, BROADCAST_NESTING);
-    let (want, want_leaves) = sequential(&tree, threads, 0);
     let pools = Pools { pools: threads.map(ThreadPool::new) };
-    let leaves = AtomicUsize::new(0);
-    let got = on_pool(&pools, 0, &tree, &leaves);
-    assert_eq!(got, want, "the pool computed something else than the sequential tree: {tree:?}");
-    assert_eq!(leaves.load(Ordering::Relaxed), want_leaves, "every leaf runs exactly once");
+    check_tree(&pools, &tree);
     let [pool, other] = pools.pools;
     drop(other);
 
@@ -218,7 +224,27 @@ pub fn run(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use super::{check_tree, Node, Pools};
     use crate::rng::XorShift;
+    use crate::ThreadPool;
+
+    /// Every kind of node, nested in every other kind at least once, on pools of one and two
+    /// threads: short enough for Miri, which sees few seeded programs.
+    #[test]
+    fn every_node_kind_nested() {
+        super::super::install_quiet_panic_hook();
+        let leaf = |v| Box::new(Node::Leaf(v));
+        let inner = || Node::Join(leaf(1), Box::new(Node::FifoScope(vec![Node::Leaf(2), Node::Leaf(3)])));
+        let tree = Node::Scope(vec![
+            Node::Broadcast(Box::new(Node::Cross(Box::new(inner())))),
+            Node::Cross(Box::new(Node::Broadcast(Box::new(Node::PanicJoin(Box::new(inner())))))),
+            Node::FifoScope(vec![Node::Join(Box::new(Node::Cross(leaf(4))), Box::new(Node::Broadcast(leaf(5))))]),
+        ]);
+        for threads in [[1, 1], [2, 1], [1, 2]] {
+            let pools = Pools { pools: threads.map(ThreadPool::new) };
+            check_tree(&pools, &tree);
+        }
+    }
 
     #[test]
     fn seeded_pool_programs() {
