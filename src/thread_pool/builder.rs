@@ -87,6 +87,7 @@ impl ThreadPoolBuilder {
     /// after every exit handler returned.
     ///
     /// A panic in the handler is caught and reported as for [`start_handler`](Self::start_handler).
+    /// The pool is shutting down by then: a job the handler spawns on it may never run.
     ///
     /// # Examples
     ///
