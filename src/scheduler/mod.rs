@@ -29,10 +29,11 @@
 //!
 //! `Queue::wait` searches, spins a bounded number of rounds, then goes through the sleep protocol
 //! of [`sleep`] (read its docs for why no wake-up is lost). Every push announces itself and wakes a
-//! sleeper only when one exists: a push onto the injector through [`Sleep::new_jobs`] (with the
-//! `SeqCst` fence that makes sure no sleeper misses it), a push onto the caller's own deque
-//! through [`Sleep::new_local_jobs`] (no fence: its owner runs it if nobody else does), a job
-//! put in a thread's mailbox through a targeted [`Sleep::wake_thread`] of that thread.
+//! sleeper only when one exists: a push onto the injector, or a fire-and-forget job onto the
+//! caller's own deque, through [`Sleep::new_jobs`] (with the `SeqCst` fence that makes sure no
+//! sleeper misses it); a job the caller will wait for, onto its own deque, through
+//! [`Sleep::new_local_jobs`] (no fence: its owner runs it if nobody else does); a job put in a
+//! thread's mailbox through a targeted [`Sleep::wake_thread`] of that thread.
 //!
 //! # Termination
 //!
@@ -209,11 +210,23 @@ impl<J: Send> Queue<J> {
         self.index
     }
 
-    /// Pushes onto this thread's own deque (stealable by the others).
+    /// Pushes onto this thread's own deque (stealable by the others), for a job this thread will
+    /// wait for through the scheduler (`join`'s second half, a scope's spawns): announced
+    /// without a fence, because this thread runs the job itself if nobody else does (see
+    /// "Why a local job is never stranded" in [`sleep`]).
     #[inline]
     pub(crate) fn push(&self, job: J) {
         self.deque.push(job);
         self.shared.sleep.new_local_jobs(1);
+    }
+
+    /// Pushes onto this thread's own deque a job it will **not** wait for through the scheduler
+    /// (a fire-and-forget spawn: the thread may go on to block on something else). Announced
+    /// with the fence, like an injected job, so no sleeping thread misses it.
+    #[inline]
+    pub(crate) fn push_detached(&self, job: J) {
+        self.deque.push(job);
+        self.shared.sleep.new_jobs(1);
     }
 
     /// Jobs in this thread's own deque (a snapshot).

@@ -36,10 +36,13 @@
 //!   counts any sleeper, it wakes one: it looks at the threads' `is_blocked` flags and, for a
 //!   raised one, locks that thread's mutex; if `blocked` is set it clears it, decrements the
 //!   count and notifies.
-//! * **Local work** (`new_local_jobs`: a thread pushed onto its own deque): the same, **without
-//!   the fence**. This is the push of every `join` and of every spawn made on a pool thread, and
-//!   the fence was most of its cost. In the common busy case (JEC even, nobody asleep) a local
-//!   push costs one load of `state`: no fence, no read-modify-write, no lock.
+//! * **Local work** (`new_local_jobs`: a thread pushed onto its own deque a job it will wait for
+//!   through the scheduler): the same, **without the fence**. This is the push of every `join`
+//!   and of every scope spawn made on a pool thread, and the fence was most of its cost. In the
+//!   common busy case (JEC even, nobody asleep) a local push costs one load of `state`: no fence,
+//!   no read-modify-write, no lock. A fire-and-forget job a thread pushes onto its own deque
+//!   (`ThreadPool::spawn` from a pool thread) is announced as injected work instead, with the
+//!   fence: its pusher may go on to block elsewhere.
 //! * **Targeted wake-ups** (`wake_thread`: a latch was set, a job was put in that thread's
 //!   mailbox, termination): the caller stores its flag or job, then `wake_thread` issues a
 //!   `SeqCst` fence `F_T` and loads the thread's `is_blocked`; only if it is raised does it take
@@ -73,14 +76,17 @@
 //! sleep can miss each other (the pusher's load of `state` reads the old, even JEC while its
 //! store to the deque is not yet visible to `W`'s final search). `W` then sleeps although a job
 //! exists. That job is never lost: it is in the deque of the thread that pushed it, that thread
-//! is awake (it just pushed), and a thread takes jobs from its own deque before anything else
-//! and never gets sleepy while its deque holds any (`Queue::find_work` pops it first, and every
-//! wait starts with a search). The job runs, on its owner; what is lost is parallelism, until the
-//! next announcement (local or injected) reads `state` after `W` registered and wakes it. Rayon
-//! makes the same trade for the same reason ("no fence is needed for work posted to internal
-//! queues, since it is ok to overlook work in that case", rayon-core's `sleep/README.md`). The one
-//! way to turn this into a hang is a pool thread that blocks outside the pool (a channel, a
-//! mutex) on a job it queued itself, which no work-stealing pool can promise to run elsewhere.
+//! is awake (it just pushed), it waits for the job through the scheduler, and a thread takes
+//! jobs from its own deque before anything else and never gets sleepy while its deque holds any
+//! (`Queue::find_work` pops it first, and every wait starts with a search). The job runs, on its
+//! owner; what is lost is parallelism, until the next announcement (local or injected) reads
+//! `state` after `W` registered and wakes it. Rayon makes the same trade, for every push onto a
+//! thread's own deque ("no fence is needed for work posted to internal queues, since it is ok to
+//! overlook work in that case", rayon-core's `sleep/README.md`). What this does not cover is
+//! user code that, inside a `join` half or a scope, blocks outside the pool (on a channel, a
+//! mutex) until a job it queued itself has run: that job may then wait for the next
+//! announcement. Fire-and-forget spawns, whose spawner is expected to do such things, keep the
+//! fence for that reason.
 //!
 //! # Why no targeted wake-up is missed
 //!

@@ -221,7 +221,7 @@ impl ThreadPool {
         let job = self.spawn_job(f);
         // SAFETY: `f` is 'static and the job is executed exactly once by the scheduler
         // (threads drain every queue before they exit).
-        self.registry.push(unsafe { job.into_job_ref() });
+        self.registry.push_detached(unsafe { job.into_job_ref() });
     }
 
     /// Like [`spawn`](Self::spawn), but the jobs one pool thread spawns this way start in the
@@ -273,6 +273,10 @@ impl ThreadPool {
     /// running other jobs, so deeply recursive fork-join never deadlocks.
     ///
     /// If either closure panics, the panic is resumed here after **both** have finished.
+    ///
+    /// `a` must not block (on a channel, a lock) until `b` has run: `b` may be queued right
+    /// behind it on the same thread, as with rayon. Blocking on a job started with
+    /// [`spawn`](Self::spawn) is fine as long as another thread is free to run it.
     #[inline]
     pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
     where
@@ -295,6 +299,11 @@ impl ThreadPool {
     ///
     /// The scope body runs on a pool thread. A panic in the body or in any spawned closure is
     /// resumed here after all of them have finished.
+    ///
+    /// Let the scope do the waiting: a closure that blocks outside the pool (on a channel, a
+    /// lock) until a closure it spawned has run may wait for that until other work arrives,
+    /// because a spawn goes onto the spawning thread's own deque and that thread is the one
+    /// sure to run it.
     ///
     /// Spawned closures may only borrow what outlives the scope:
     ///

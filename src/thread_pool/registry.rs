@@ -54,8 +54,8 @@ impl Registry {
         self.shared.threads()
     }
 
-    /// Queues a job: on the current thread's own deque when called from one of this pool's
-    /// threads, otherwise on the injector.
+    /// Queues a job of a scope: on the current thread's own deque when called from one of this
+    /// pool's threads (the scope waits for it through the scheduler), otherwise on the injector.
     #[inline]
     pub(crate) fn push(self: &Arc<Self>, job: JobRef) {
         match PoolThread::current_in(self) {
@@ -64,8 +64,20 @@ impl Registry {
         }
     }
 
-    /// Queues a job to run in FIFO order relative to the other FIFO jobs the current thread
-    /// queued: through the current thread's [`JobFifo`] when it is one of this pool's threads,
+    /// Queues a job nobody waits for through the scheduler (`ThreadPool::spawn`): like
+    /// [`Registry::push`], but announced so that no sleeping thread can miss it, since the
+    /// spawning thread may go on to block outside the pool (on a channel the job sends to).
+    #[inline]
+    pub(crate) fn push_detached(self: &Arc<Self>, job: JobRef) {
+        match PoolThread::current_in(self) {
+            Some(thread) => thread.queue.push_detached(job),
+            None => self.shared.inject(job),
+        }
+    }
+
+    /// Queues a job nobody waits for (`ThreadPool::spawn_fifo`) to run in FIFO order relative to
+    /// the other FIFO jobs the current thread queued: through the current thread's [`JobFifo`]
+    /// when it is one of this pool's threads (announced as by [`Registry::push_detached`]),
     /// otherwise on the injector (FIFO already).
     ///
     /// # Safety
@@ -74,7 +86,7 @@ impl Registry {
         match PoolThread::current_in(self) {
             // SAFETY: the JobFifo lives in the registry, which outlives every pool thread that
             // could run the token.
-            Some(thread) => thread.queue.push(unsafe { self.fifos[thread.index()].push(job) }),
+            Some(thread) => thread.queue.push_detached(unsafe { self.fifos[thread.index()].push(job) }),
             None => self.shared.inject(job),
         }
     }
