@@ -62,7 +62,7 @@
 //! | the process executor | [`Executor`], [`ExecutorBuilder`], [`TaskHandle`], [`Map`], [`WorkerInfo`], [`Shutdown`] | `executor/` (builder, shared state, feeder, completion, handle, batch, map) |
 //! | worker processes: both ends of the protocol | [`init`], [`test_support!`] | `process/` (`wire.rs` frames, `spawn.rs` parent side, `worker.rs` child side), `test_support.rs` |
 //! | joblib's front end | [`Parallel`], [`Backend`], [`ParallelIter`] | `parallel/` (options, runner, sizer, iterator, progress) |
-//! | the thread pool | [`ThreadPool`], [`ThreadPoolBuilder`], [`Scope`] | `thread_pool/` (registry, join, scope, jobs, latches) |
+//! | the thread pool | [`ThreadPool`], [`ThreadPoolBuilder`], [`Scope`], [`ScopeFifo`], [`BroadcastContext`], [`Yield`], [`current_num_threads`], [`current_thread_index`], [`yield_now`] | `thread_pool/` (registry and calls across pools, join, scope, broadcast, jobs, latches) |
 //! | the work-stealing scheduler under both | — | `scheduler/` (deques and stealing; `sleep.rs`: the sleep protocol and why no wake-up is lost) |
 //! | Ctrl-C | [`handle_ctrl_c`] | `ctrl_c.rs`, over `interrupt.rs` |
 //! | errors | [`TaskError`], [`ErrorKind`], [`BuildError`] | `error.rs` |
@@ -130,7 +130,10 @@ pub use executor::{
 pub use parallel::{Backend, Parallel, ParallelIter};
 pub use process::worker::init;
 pub use task::Task;
-pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
+pub use thread_pool::{
+    current_num_threads, current_thread_index, yield_now, BroadcastContext, Scope, ScopeFifo, ThreadPool,
+    ThreadPoolBuilder, Yield,
+};
 
 /// The README's examples, compiled as doctests (the README itself is not the crate's docs).
 #[cfg(doctest)]

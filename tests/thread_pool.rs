@@ -273,3 +273,24 @@ fn join_from_many_outside_threads_at_once() {
         assert_eq!(t.join().unwrap(), 987);
     }
 }
+
+#[test]
+fn a_pool_thread_can_block_on_a_job_it_spawned() {
+    // ThreadPool::spawn from a pool thread goes onto that thread's own deque; the spawner then
+    // blocks outside the pool, so only the other thread can run the job, and it must be woken
+    // even when it was falling asleep at that very moment.
+    let pool = ThreadPool::new(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawner = &pool;
+    pool.install(move || {
+        for i in 0..300u32 {
+            if i % 3 == 0 {
+                std::thread::sleep(Duration::from_micros(50 * u64::from(i % 7)));
+                // let the other sleep
+            }
+            let tx = tx.clone();
+            spawner.spawn(move || tx.send(i).unwrap());
+            assert_eq!(rx.recv_timeout(Duration::from_secs(20)), Ok(i), "the spawned job was never run");
+        }
+    });
+}

@@ -1,16 +1,19 @@
 //! The work-stealing scheduler shared by the thread pool and the process executor.
 //!
 //! A [`Shared`] holds one [`Injector`] for work that comes from outside (any thread), one
-//! [`Stealer`] per thread, and the [`Sleep`] state. Each scheduler thread owns a [`Queue`]: its own
-//! deque (LIFO for the thread pool, where `join` wants its latest job back first; FIFO for the
-//! process executor, where tasks should start in the order they were submitted).
+//! [`Stealer`] per thread, one **mailbox** per thread (an injector only that thread takes from:
+//! a job that must run on that very thread, such as one part of a thread pool's `broadcast`), and
+//! the [`Sleep`] state. Each scheduler thread owns a [`Queue`]: its own deque (LIFO for the thread
+//! pool, where `join` wants its latest job back first; FIFO for the process executor, where tasks
+//! should start in the order they were submitted).
 //!
 //! The job type `J` is any `Send` value: the thread pool schedules type-erased stack or heap
 //! jobs (`thread_pool::job::JobRef`), the process executor schedules encoded task envelopes.
 //!
 //! # Finding work
 //!
-//! `Queue::find_work`: pop the local deque; else steal from the other threads, starting at a
+//! `Queue::find_work`: pop the local deque; else take from this thread's mailbox; else steal
+//! from the other threads, starting at a
 //! random victim (xorshift per thread, so two idle threads do not hammer the same victim in
 //! lockstep); else move a batch from the injector into the local deque and pop one. A
 //! `Steal::Retry` from any source repeats the whole search once the remaining sources were tried
@@ -18,15 +21,19 @@
 //! twice, only the order bends). This is rayon's order ("finish what we started")
 //! rather than crossbeam-deque's documented `find_task` (injector before peers): an empty
 //! `Injector::steal_batch_and_pop` still issues a `SeqCst` fence, and thieves in fork-join work
-//! look for work constantly. Measured with benches/thread_pool.rs, same run, 11 runs each
+//! look for work constantly. Measured with the in-crate thread-pool bench of the time, same run, 11 runs each
 //! (machine loaded by other jobs): injector-first 1.40× rayon's fib(30) time, peers-first 1.32×;
 //! tiny scope spawns 1.00× → 1.22× rayon's rate.
 //!
 //! # Waiting
 //!
 //! `Queue::wait` searches, spins a bounded number of rounds, then goes through the sleep protocol
-//! of [`sleep`] (read its docs for why no wake-up is lost). Every push goes through
-//! [`Sleep::new_jobs`], which wakes a sleeper only when one exists.
+//! of [`sleep`] (read its docs for why no wake-up is lost). Every push announces itself and wakes a
+//! sleeper only when one exists: a push onto the injector, or a fire-and-forget job onto the
+//! caller's own deque, through [`Sleep::new_jobs`] (with the `SeqCst` fence that makes sure no
+//! sleeper misses it); a job the caller will wait for, onto its own deque, through
+//! [`Sleep::new_local_jobs`] (no fence: its owner runs it if nobody else does); a job put in a
+//! thread's mailbox through a targeted [`Sleep::wake_thread`] of that thread.
 //!
 //! # Termination
 //!
@@ -47,6 +54,8 @@ use std::time::Instant;
 pub(crate) struct Shared<J> {
     injector: Injector<J>,
     stealers: Box<[Stealer<J>]>,
+    /// One per thread: pushed by any thread ([`Shared::send_to`]), taken only by its owner.
+    mailboxes: Box<[Injector<J>]>,
     pub(crate) sleep: Sleep,
     /// Set once by `terminate` (SeqCst, then every thread is woken); read by idle threads.
     terminating: AtomicBool,
@@ -97,6 +106,7 @@ impl<J: Send> Shared<J> {
         let shared = Arc::new(Shared {
             injector: Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
+            mailboxes: (0..n).map(|_| Injector::new()).collect(),
             sleep: Sleep::new(n),
             terminating: AtomicBool::new(false),
         });
@@ -114,7 +124,7 @@ impl<J: Send> Shared<J> {
     }
 
     /// Number of threads.
-    #[cfg(any(test, fuzzing))]
+    #[inline]
     pub(crate) fn threads(&self) -> usize {
         self.stealers.len()
     }
@@ -122,7 +132,9 @@ impl<J: Send> Shared<J> {
     /// True when no job is queued anywhere (a snapshot).
     #[cfg(any(test, fuzzing))]
     pub(crate) fn is_empty(&self) -> bool {
-        self.injector.is_empty() && self.stealers.iter().all(Stealer::is_empty)
+        self.injector.is_empty()
+            && self.stealers.iter().all(Stealer::is_empty)
+            && self.mailboxes.iter().all(Injector::is_empty)
     }
 
     /// Queues a job from any thread.
@@ -144,16 +156,25 @@ impl<J: Send> Shared<J> {
         }
     }
 
-    /// Removes every queued job (injector and all deques) and hands each to `f`.
+    /// Queues a job that only thread `index` will take (it looks in its mailbox right after its
+    /// own deque), and wakes that thread if it sleeps.
+    pub(crate) fn send_to(&self, index: usize, job: J) {
+        self.mailboxes[index].push(job);
+        self.sleep.wake_thread(index);
+    }
+
+    /// Removes every queued job (injector, mailboxes and all deques) and hands each to `f`.
     /// Jobs a thread has already popped are not affected.
     pub(crate) fn drain(&self, mut f: impl FnMut(J)) {
         loop {
             let mut retry = false;
-            for source in std::iter::once(None).chain(self.stealers.iter().map(Some)) {
+            let injectors = std::iter::once(&self.injector).chain(self.mailboxes.iter());
+            let sources = injectors.map(Ok).chain(self.stealers.iter().map(Err));
+            for source in sources {
                 loop {
                     let steal = match source {
-                        None => self.injector.steal(),
-                        Some(stealer) => stealer.steal(),
+                        Ok(injector) => injector.steal(),
+                        Err(stealer) => stealer.steal(),
                     };
                     match steal {
                         Steal::Success(job) => f(job),
@@ -189,9 +210,21 @@ impl<J: Send> Queue<J> {
         self.index
     }
 
-    /// Pushes onto this thread's own deque (stealable by the others).
+    /// Pushes onto this thread's own deque (stealable by the others), for a job this thread will
+    /// wait for through the scheduler (`join`'s second half, a scope's spawns): announced
+    /// without a fence, because this thread runs the job itself if nobody else does (see
+    /// "Why a local job is never stranded" in [`sleep`]).
     #[inline]
     pub(crate) fn push(&self, job: J) {
+        self.deque.push(job);
+        self.shared.sleep.new_local_jobs(1);
+    }
+
+    /// Pushes onto this thread's own deque a job it will **not** wait for through the scheduler
+    /// (a fire-and-forget spawn: the thread may go on to block on something else). Announced
+    /// with the fence, like an injected job, so no sleeping thread misses it.
+    #[inline]
+    pub(crate) fn push_detached(&self, job: J) {
         self.deque.push(job);
         self.shared.sleep.new_jobs(1);
     }
@@ -219,10 +252,13 @@ impl<J: Send> Queue<J> {
         self.deque.pop()
     }
 
-    /// One full search: local deque, then the other threads from a random start, then the
-    /// injector (see the module docs for why peers come first).
+    /// One full search: local deque, then this thread's mailbox, then the other threads from a
+    /// random start, then the injector (see the module docs for why peers come first).
     pub(crate) fn find_work(&self) -> Option<J> {
         if let Some(job) = self.deque.pop() {
+            return Some(job);
+        }
+        if let Some(job) = self.take_mail() {
             return Some(job);
         }
         loop {
@@ -285,12 +321,32 @@ impl<J: Send> Queue<J> {
             if let Some(job) = self.find_work() {
                 return Wait::Job(job);
             }
-            let stop = || ready() || (until_terminated && self.shared.is_terminating());
+            let stop = || ready() || self.has_mail() || (until_terminated && self.shared.is_terminating());
             match self.shared.sleep.sleep(self.index, sleepy, &stop, deadline) {
                 Slept::Woken | Slept::Aborted => round = SPIN_ROUNDS / 2,
                 Slept::TimedOut => {}
             }
         }
+    }
+
+    /// A job from this thread's mailbox, if any.
+    #[inline]
+    fn take_mail(&self) -> Option<J> {
+        if !self.has_mail() {
+            return None; // two loads of a line that is written only when mail arrives
+        }
+        loop {
+            match self.shared.mailboxes[self.index].steal() {
+                Steal::Success(job) => return Some(job),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    #[inline]
+    fn has_mail(&self) -> bool {
+        !self.shared.mailboxes[self.index].is_empty()
     }
 
     /// Cheap, and good enough to spread victim choices; seeded per thread, so two idle

@@ -1,4 +1,5 @@
-//! The sleep/wake protocol: idle threads block instead of spinning, and no wake-up is lost.
+//! The sleep/wake protocol: idle threads block instead of spinning, no injected job or targeted
+//! wake-up is ever missed, and no job is ever stranded.
 //!
 //! # State
 //!
@@ -15,55 +16,90 @@
 //! # A thread going to sleep (`get_sleepy`, then `sleep`)
 //!
 //! 1. After a bounded number of fruitless search rounds the thread calls `get_sleepy`: if the
-//!    JEC is even it increments it to odd (an RMW on `state`), then issues a `SeqCst` fence and
-//!    remembers the odd value `E`.
+//!    JEC is even it increments it to odd (an RMW on `state`), then issues a `SeqCst` fence `F_W`
+//!    and remembers the odd value `E`.
 //! 2. It searches every queue once more. Work found: it runs it (its sleepiness simply lapses).
 //! 3. It locks its own mutex, raises its `awake → blocked` flag `is_blocked` (a `SeqCst` store),
 //!    and, with one compare-exchange on `state`, increments the sleeper count **only if the JEC
 //!    is still `E`**. If the JEC moved, new work was announced since step 1: it lowers the flag,
 //!    unlocks and searches again.
-//! 4. It sets `blocked`, checks its wake-up condition one last time (a latch, termination), and
-//!    waits on its condition variable until `blocked` is cleared (or its deadline passes, in
-//!    which case it clears `blocked` and decrements the count itself).
+//! 4. It sets `blocked`, issues a `SeqCst` fence `F_C`, checks its wake-up condition one last
+//!    time (a latch, its mailbox, termination: whatever targeted wake-ups announce), and waits
+//!    on its condition variable until `blocked` is cleared (or its deadline passes, in which
+//!    case it clears `blocked` and decrements the count itself).
 //!
-//! # Announcing work (`new_jobs`)
+//! # Announcing work
 //!
-//! After pushing a job, a producer issues a `SeqCst` fence and loads `state`. If the JEC is odd it
-//! bumps it to even (compare-exchange loop). If the value it finally observed counts any sleeper,
-//! it wakes one: it looks at the threads' `is_blocked` flags and, for a raised one, locks that
-//! thread's mutex; if `blocked` is set it clears it, decrements the count and notifies. In the
-//! common busy case (JEC even, nobody asleep) a push costs a fence and a load: no
-//! read-modify-write on shared state, no lock.
+//! * **Injected work** (`new_jobs`: the injector, a job pushed by a thread that does not own the
+//!   queue): after the push, the producer issues a `SeqCst` fence `F_P` and loads `state`. If the
+//!   JEC is odd it bumps it to even (compare-exchange loop). If the value it finally observed
+//!   counts any sleeper, it wakes one: it looks at the threads' `is_blocked` flags and, for a
+//!   raised one, locks that thread's mutex; if `blocked` is set it clears it, decrements the
+//!   count and notifies.
+//! * **Local work** (`new_local_jobs`: a thread pushed onto its own deque a job it will wait for
+//!   through the scheduler): the same, **without the fence**. This is the push of every `join`
+//!   and of every scope spawn made on a pool thread, and the fence was most of its cost. In the
+//!   common busy case (JEC even, nobody asleep) a local push costs one load of `state`: no fence,
+//!   no read-modify-write, no lock. A fire-and-forget job a thread pushes onto its own deque
+//!   (`ThreadPool::spawn` from a pool thread) is announced as injected work instead, with the
+//!   fence: its pusher may go on to block elsewhere.
+//! * **Targeted wake-ups** (`wake_thread`: a latch was set, a job was put in that thread's
+//!   mailbox, termination): the caller stores its flag or job, then `wake_thread` issues a
+//!   `SeqCst` fence `F_T` and loads the thread's `is_blocked`; only if it is raised does it take
+//!   that thread's mutex and clear `blocked`.
 //!
-//! # Why no wake-up is lost
+//! # Why no injected job is missed
 //!
-//! Take a push `P` (store to a queue; fence; load of `state`) and a thread `W` that goes to sleep
-//! (RMW of `state` in step 1; fence; searches in step 2; registering CAS in step 3).
+//! Take an injecting push `P` (store to a queue; `F_P`; load of `state`) and a thread `W` that
+//! goes to sleep (RMW of `state` in step 1; `F_W`; searches in step 2; registering CAS in step 3).
+//! `F_P` and `F_W` are ordered in the single total order of `SeqCst` fences:
 //!
-//! * If `P`'s load observes `state` **before** `W`'s step-1 RMW in its modification order, then
-//!   `P`'s fence precedes `W`'s fence in the single total order of `SeqCst` fences, so `W`'s
-//!   search in step 2 sees the pushed job (the store-buffering guarantee of fences). `W` runs
-//!   it instead of sleeping.
-//! * Otherwise `P` observes `W`'s RMW or something later. If the JEC it sees is odd it bumps it,
-//!   so `W`'s step-3 CAS (which demands the JEC be exactly `E`) fails and `W` searches again —
-//!   unless that CAS came first, in which case the value `P`'s bump operates on counts `W` as
-//!   a sleeper and `P` wakes a sleeper. If the JEC `P` sees is already even, someone bumped it
-//!   after `W`'s step 1, and `W`'s step-3 CAS fails the same way.
+//! * If `F_P` comes first, `W`'s search in step 2 (after `F_W`) sees the pushed job (a store
+//!   before one fence is visible to loads after a later one). `W` runs it instead of sleeping.
+//! * If `F_W` comes first, `P`'s load of `state` (after `F_P`) sees `W`'s step-1 RMW or a later
+//!   value. If the JEC it sees is odd it bumps it, so `W`'s step-3 CAS (which demands the JEC
+//!   be exactly `E`) fails and `W` searches again — unless that CAS came first, in which case
+//!   the value `P`'s bump operates on counts `W` as a sleeper and `P` wakes a sleeper. If the
+//!   JEC `P` sees is already even, someone bumped it after `W`'s step 1, and `W`'s step-3 CAS
+//!   fails the same way.
 //! * Waking "a" sleeper rather than `W` itself is enough: whoever is woken searches all queues.
 //! * A waker that read a sleeper count including `W` also sees `W`'s `is_blocked` raised: `W`
-//!   raised it (`SeqCst`) before its registering CAS, which precedes the waker's load of `state`,
-//!   which precedes its load of `is_blocked`, all in the single `SeqCst` order. It then locks
-//!   `W`'s mutex, which `W` holds until it waits, so it finds `blocked` set.
+//!   raised it before its registering CAS (release), which the waker's load of `state` read
+//!   (acquire) before it loaded `is_blocked`. It then locks `W`'s mutex, which `W` holds until
+//!   it waits, so it finds `blocked` set.
 //! * `blocked` is only set and cleared under the thread's mutex, and the thread checks it
 //!   under that mutex before waiting, so a notification cannot fall between check and wait.
 //!
-//! Targeted wake-ups ([`Sleep::wake_thread`], used by latches and by termination) are the
-//! store-buffering pattern with `SeqCst` on both sides: the setter stores its flag (a latch)
-//! and then loads `is_blocked`; the sleeper stores `is_blocked` and then (step 4) loads the flag.
-//! One of them sees the other's store: either the sleeper sees the flag and does not wait, or
-//! the setter sees `is_blocked` and takes the mutex to wake it. A setter that sees the flag
-//! lowered skips the mutex entirely: a latch set while its owner is awake costs no lock (rayon's
-//! latches make the same saving).
+//! # Why a local job is never stranded
+//!
+//! Without `F_P`, the store-buffering argument above fails: a local push and a thread going to
+//! sleep can miss each other (the pusher's load of `state` reads the old, even JEC while its
+//! store to the deque is not yet visible to `W`'s final search). `W` then sleeps although a job
+//! exists. That job is never lost: it is in the deque of the thread that pushed it, that thread
+//! is awake (it just pushed), it waits for the job through the scheduler, and a thread takes
+//! jobs from its own deque before anything else and never gets sleepy while its deque holds any
+//! (`Queue::find_work` pops it first, and every wait starts with a search). The job runs, on its
+//! owner; what is lost is parallelism, until the next announcement (local or injected) reads
+//! `state` after `W` registered and wakes it. Rayon makes the same trade, for every push onto a
+//! thread's own deque ("no fence is needed for work posted to internal queues, since it is ok to
+//! overlook work in that case", rayon-core's `sleep/README.md`). What this does not cover is
+//! user code that, inside a `join` half or a scope, blocks outside the pool (on a channel, a
+//! mutex) until a job it queued itself has run: that job may then wait for the next
+//! announcement. Fire-and-forget spawns, whose spawner is expected to do such things, keep the
+//! fence for that reason.
+//!
+//! # Why no targeted wake-up is missed
+//!
+//! The setter `S` stores its flag, then (in `wake_thread`) `F_T`, then loads `is_blocked`; the
+//! sleeper `W` stores `is_blocked` (step 3), then `F_C`, then loads the flag (step 4). If `F_T`
+//! comes first in the fence order, `W`'s check after `F_C` sees the flag and `W` does not wait.
+//! If `F_C` comes first, `S`'s load after `F_T` sees `is_blocked` raised (or lowered again by
+//! `W` itself, which is then awake), and `S` takes the mutex, which `W` holds until it waits, and
+//! clears `blocked`. A setter that sees the flag lowered skips the mutex entirely: a latch set
+//! while its owner is awake costs no lock (rayon's latches make the same saving). Nothing here
+//! needs the setter to belong to this scheduler: a thread of another pool setting the latch of a
+//! thread that waits on it across pools is covered by the same argument (the latch keeps the
+//! waiter's registry alive for the call, see `thread_pool::latch`).
 //!
 //! The JEC is 32 bits: a thread that got sleepy at `E` and was descheduled while exactly 2³¹
 //! events passed would wrongly register. Like rayon-core, we accept that as impossible in
@@ -75,6 +111,12 @@
 //! `spin_loop` hints, then a few `yield_now`s, about 10–20 µs in all. rayon's 32 rounds of
 //! `yield_now` made mostly-idle pools burn whole cores (rayon issue 642); an idle pool here
 //! costs nothing once its threads are blocked.
+//!
+//! # Checked by
+//!
+//! `loom_tests.rs` explores every interleaving (up to a preemption bound) of each of the three
+//! kinds of announcement against sleepers, with relaxed or acquire/release accesses to the
+//! stand-in queues and flags, so that only the fences above order them.
 
 use crate::sync::{fence, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 use crossbeam_utils::CachePadded;
@@ -203,6 +245,8 @@ impl Sleep {
             }
         }
         *blocked = true;
+        // F_C: pairs with the fence in `wake_thread` (see "Why no targeted wake-up is missed").
+        fence(Ordering::SeqCst);
         if ready() {
             *blocked = false;
             me.is_blocked.store(false, Ordering::SeqCst);
@@ -227,10 +271,25 @@ impl Sleep {
         Slept::Woken
     }
 
-    /// Announce that `count` new jobs are visible; wakes up to `count` sleepers.
+    /// Announce that `count` new jobs were injected (pushed anywhere but the caller's own deque);
+    /// wakes up to `count` sleepers. No sleeper can miss them (see the module docs).
     #[inline]
     pub(crate) fn new_jobs(&self, count: usize) {
+        // F_P.
         fence(Ordering::SeqCst);
+        self.announce(count);
+    }
+
+    /// Announce that the caller pushed `count` jobs onto its own deque: [`Sleep::new_jobs`]
+    /// without the fence. A thread getting sleepy at that moment may miss them; their owner runs
+    /// them then (see "Why a local job is never stranded").
+    #[inline]
+    pub(crate) fn new_local_jobs(&self, count: usize) {
+        self.announce(count);
+    }
+
+    #[inline]
+    fn announce(&self, count: usize) {
         let mut state = self.state.load(Ordering::SeqCst);
         while jec(state) % 2 == 1 {
             match self.state.compare_exchange_weak(
@@ -270,10 +329,14 @@ impl Sleep {
         self.threads[index].warm.store(warm, Ordering::Relaxed);
     }
 
-    /// Wakes thread `index` if it is blocked; true when it was.
+    /// Wakes thread `index` if it is blocked; true when it was. Whatever the caller stored
+    /// before this call, thread `index` sees it: either in its last check before it blocks, or
+    /// after it is woken here (see "Why no targeted wake-up is missed").
     #[inline]
     pub(crate) fn wake_thread(&self, index: usize) -> bool {
         let thread = &self.threads[index];
+        // F_T.
+        fence(Ordering::SeqCst);
         if !thread.is_blocked.load(Ordering::SeqCst) {
             return false; // awake: see the module docs for why this cannot miss a sleeper
         }

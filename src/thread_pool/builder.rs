@@ -1,6 +1,8 @@
-//! [`ThreadPoolBuilder`]: thread names, stack size, panic handler; starting the threads.
+//! [`ThreadPoolBuilder`]: thread names, stack size, panic handler, start and exit handlers;
+//! starting the threads.
 
-use super::registry::{PanicHandler, PoolThread, Registry};
+use super::job::JobFifo;
+use super::registry::{PanicHandler, PoolThread, Registry, ThreadHandler};
 use super::ThreadPool;
 use crate::error::BuildError;
 use crate::scheduler::{Order, Shared};
@@ -16,6 +18,8 @@ pub struct ThreadPoolBuilder {
     thread_name: Option<Box<dyn FnMut(usize) -> String>>,
     stack_size: Option<usize>,
     panic_handler: Option<Box<PanicHandler>>,
+    start_handler: Option<Box<ThreadHandler>>,
+    exit_handler: Option<Box<ThreadHandler>>,
 }
 
 impl fmt::Debug for ThreadPoolBuilder {
@@ -52,6 +56,62 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// Called on each pool thread, with its index, when it starts: before it runs any job.
+    ///
+    /// A panic in the handler is caught and goes where a panic in a spawned job goes (the
+    /// [`panic_handler`](Self::panic_handler), or stderr); the thread then starts normally.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    ///
+    /// thread_local!(static SCRATCH: Cell<usize> = const { Cell::new(usize::MAX) });
+    ///
+    /// let pool = workpool::ThreadPool::builder()
+    ///     .num_threads(2)
+    ///     .start_handler(|index| SCRATCH.with(|s| s.set(index)))
+    ///     .build()
+    ///     .unwrap();
+    /// // Every pool thread set up its thread-local state before running anything.
+    /// let seen = pool.broadcast(|ctx| SCRATCH.with(|s| s.get()) == ctx.index());
+    /// assert_eq!(seen, [true, true]);
+    /// ```
+    pub fn start_handler(mut self, handler: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.start_handler = Some(Box::new(handler));
+        self
+    }
+
+    /// Called on each pool thread, with its index, when it exits: after its last job, once the
+    /// pool was dropped and every queued job ran. Dropping the pool (from outside it) returns
+    /// after every exit handler returned.
+    ///
+    /// A panic in the handler is caught and reported as for [`start_handler`](Self::start_handler).
+    /// The pool is shutting down by then: a job the handler spawns on it may never run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let exited = Arc::new(AtomicUsize::new(0));
+    /// let count = exited.clone();
+    /// let pool = workpool::ThreadPool::builder()
+    ///     .num_threads(3)
+    ///     .exit_handler(move |_index| {
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// drop(pool);
+    /// assert_eq!(exited.load(Ordering::SeqCst), 3);
+    /// ```
+    pub fn exit_handler(mut self, handler: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.exit_handler = Some(Box::new(handler));
+        self
+    }
+
     /// Starts the threads.
     ///
     /// # Errors
@@ -60,7 +120,13 @@ impl ThreadPoolBuilder {
     pub fn build(mut self) -> Result<ThreadPool, BuildError> {
         let n = if self.num_threads == 0 { crate::cpu_count() } else { self.num_threads };
         let (shared, queues) = Shared::new(n, Order::Lifo);
-        let registry = Arc::new(Registry { shared, panic_handler: self.panic_handler.take() });
+        let registry = Arc::new(Registry {
+            shared,
+            panic_handler: self.panic_handler.take(),
+            start_handler: self.start_handler.take(),
+            exit_handler: self.exit_handler.take(),
+            fifos: (0..n).map(|_| JobFifo::new()).collect(),
+        });
         let mut pool = ThreadPool { registry: registry.clone(), threads: Vec::with_capacity(n) };
         for queue in queues {
             let index = queue.index();

@@ -1,13 +1,17 @@
 //! Type-erased jobs: what the scheduler moves between thread-pool threads.
 //!
-//! A [`JobRef`] is a data pointer plus the function that knows its type. Two kinds exist:
+//! A [`JobRef`] is a data pointer plus the function that knows its type. Three kinds exist:
 //! [`StackJob`] lives in the frame of a thread that blocks until it has run (`join`, calls from
-//! outside the pool); [`HeapJob`] is boxed and frees itself when run (`spawn`, scope spawns).
+//! outside the pool or from another pool, the parts of a broadcast); [`HeapJob`] is boxed and
+//! frees itself when run (`spawn`, scope spawns); a [`JobFifo`] token stands for "the oldest job
+//! of this FIFO queue" (`spawn_fifo`, `scope_fifo`).
 
 use crate::thread_pool::latch::Latch;
 use crate::unwind;
+use crossbeam_deque::{Injector, Steal};
 use std::any::Any;
 use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
 /// A pointer to a job and the function that runs it.
@@ -59,16 +63,20 @@ impl<R> JobResult<R> {
 }
 
 /// A job in the stack frame of a thread that waits for it (through its latch) before returning.
+///
+/// Its closure is taken exactly once: by [`StackJob::run_inline`] (the owner popped it back) or
+/// by the one run of its [`JobRef`]. A stack job that never runs leaks its closure; every owner
+/// waits for its job, so that does not happen.
 pub(crate) struct StackJob<L, F, R> {
     pub(crate) latch: L,
-    func: UnsafeCell<Option<F>>,
+    func: UnsafeCell<ManuallyDrop<F>>,
     result: UnsafeCell<JobResult<R>>,
 }
 
 impl<L: Latch, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
     #[inline]
     pub(crate) fn new(func: F, latch: L) -> Self {
-        StackJob { latch, func: UnsafeCell::new(Some(func)), result: UnsafeCell::new(JobResult::None) }
+        StackJob { latch, func: UnsafeCell::new(ManuallyDrop::new(func)), result: UnsafeCell::new(JobResult::None) }
     }
 
     /// A reference for the scheduler.
@@ -88,7 +96,7 @@ impl<L: Latch, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
         // `func` or `result` until the latch is set, which is the last thing done here.
         unsafe {
             let this = this.cast::<Self>().as_ref();
-            let func = (*this.func.get()).take().expect("a stack job ran twice");
+            let func = ManuallyDrop::take(&mut *this.func.get());
             *this.result.get() = match unwind::halt_unwinding(func) {
                 Ok(value) => JobResult::Ok(value),
                 Err(payload) => JobResult::Panic(payload),
@@ -98,8 +106,13 @@ impl<L: Latch, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
     }
 
     /// Runs the job on the owner's thread, when the owner popped it back before anyone stole it.
-    pub(crate) fn run_inline(self) -> R {
-        self.func.into_inner().expect("a stack job ran twice")()
+    ///
+    /// # Safety
+    /// The job's reference was popped back by its owner: it has not run and never will.
+    #[inline]
+    pub(crate) unsafe fn run_inline(&self) -> R {
+        // SAFETY: forwarded; nobody else can reach the closure any more.
+        unsafe { ManuallyDrop::take(&mut *self.func.get())() }
     }
 
     /// The result, after the latch was set.
@@ -135,5 +148,51 @@ impl<F: FnOnce() + Send> HeapJob<F> {
         let this = unsafe { Box::from_raw(this.cast::<Self>().as_ptr()) };
         let HeapJob { func } = *this;
         func();
+    }
+}
+
+/// A FIFO queue of jobs behind LIFO deques, as rayon-core's `JobFifo`.
+///
+/// `push` queues the job here and returns a *token*, a [`JobRef`] that the caller pushes on its
+/// deque like any job. Whoever runs a token (the owner popping it, or a thief) takes the
+/// **oldest** job of this queue and runs that. Tokens and jobs are equally many, so every token
+/// finds one; a thread that spawns several jobs this way runs them oldest first, while each is
+/// still stealable like any other.
+///
+/// One `JobFifo` is pushed to by one thread only (each pool thread has its own, and a FIFO scope
+/// keeps one per pool thread), so its jobs come out in that thread's spawn order.
+pub(crate) struct JobFifo {
+    jobs: Injector<JobRef>,
+}
+
+impl JobFifo {
+    pub(crate) fn new() -> Self {
+        JobFifo { jobs: Injector::new() }
+    }
+
+    /// Queues `job` and returns the token to push in its place.
+    ///
+    /// # Safety
+    /// The `JobFifo` must outlive the token's run, and `job` must satisfy what running it needs
+    /// (as for any [`JobRef`]).
+    #[inline]
+    pub(crate) unsafe fn push(&self, job: JobRef) -> JobRef {
+        self.jobs.push(job);
+        JobRef { pointer: NonNull::from(self).cast(), execute: Self::execute }
+    }
+
+    /// # Safety
+    /// `this` points to a live `JobFifo` that holds at least one job for this token.
+    unsafe fn execute(this: NonNull<()>) {
+        // SAFETY: the caller guarantees the pointer.
+        let this = unsafe { this.cast::<Self>().as_ref() };
+        loop {
+            match this.jobs.steal() {
+                // SAFETY: the job was live and unrun when queued, and only this token runs it.
+                Steal::Success(job) => return unsafe { job.execute() },
+                Steal::Empty => unreachable!("a FIFO token found its queue empty"),
+                Steal::Retry => {}
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ use super::latch::{Probe, SpinLatch};
 use super::registry::PoolThread;
 use crate::unwind;
 
+#[inline]
 pub(super) fn join_on<A, B, RA, RB>(thread: &PoolThread, a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA + Send,
@@ -35,7 +36,8 @@ where
         match thread.queue.pop() {
             Some(job) if job == job_b_ref => {
                 // Nobody stole it: run it right here, panics propagate directly.
-                let result_b = job_b.run_inline();
+                // SAFETY: popped back by its owner, so it never ran and nobody else has it.
+                let result_b = unsafe { job_b.run_inline() };
                 return (result_a, result_b);
             }
             // SAFETY: jobs in the scheduler are live until run.
