@@ -126,8 +126,8 @@ pub use executor::{
     Executor, ExecutorBuilder, Map, Shutdown, TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
 pub use parallel::{Backend, Parallel, ParallelIter};
-pub use process::worker::init;
-pub use task::Task;
+pub use process::worker::{init, main};
+pub use task::{task, Task};
 pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
 
 /// The README's examples, compiled as doctests (the README itself is not the crate's docs).
@@ -137,7 +137,9 @@ struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::Registration;
+    pub use crate::task::{assert_task_argument, assert_task_output, Registration, TaskArgument, TaskOutput};
     pub use crate::test_support::TestEntry;
     pub use inventory;
+    // What `#[workpool::task]` derives with, so that its users need not name serde themselves.
+    pub use serde;
 }
