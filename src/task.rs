@@ -30,7 +30,30 @@ use std::sync::OnceLock;
 ///
 /// The task value is the argument: it is serialized, sent to a worker, deserialized, and
 /// `run`; the output travels back the same way. Make the type runnable in workers with
-/// [`register!`](crate::register).
+/// [`register!`](crate::register), or let [`#[workpool::task]`](macro@crate::task) write the
+/// type, the impl and the registration from a function.
+///
+/// # What crosses the process boundary
+///
+/// Between processes, tasks and results travel in a compact format that is **not
+/// self-describing**: values are written one after another, with no field names, type tags or
+/// lengths of structs, and read back guided by the type alone. Most serde types work as they
+/// are. These do not, although the same task works on [`Backend::Threads`](crate::Backend),
+/// which moves values without encoding them:
+///
+/// | construct | what happens | write instead |
+/// |---|---|---|
+/// | `#[serde(untagged)]` enums | decoding fails: they ask the data which variant it holds (`deserialize_any`) | an externally tagged enum, serde's default |
+/// | internally tagged enums, `#[serde(tag = "kind")]` | decoding fails, likewise | an externally tagged enum |
+/// | adjacently tagged enums, `#[serde(tag = "t", content = "c")]` | decoding fails: they read variant names | an externally tagged enum |
+/// | `#[serde(flatten)]` | encoding fails: a map of unknown length | the flattened fields spelt out in the struct |
+/// | `serde_json::Value` (and other "any value" types) | decoding fails, as for untagged enums | the JSON as a `String`, parsed in the task |
+/// | `#[serde(skip_serializing_if = "..")]`, `#[serde(skip_serializing)]` | the skipped field is not written but is read: decoding fails, or reads the next field's bytes | write every field every time (an `Option` as `None`); skip both ways with `#[serde(skip)]` |
+/// | `#[serde(skip_deserializing)]` alone | the field is written but not read: bytes are left over | `#[serde(skip)]` |
+/// | hand-written `Serialize` that uses `collect_seq`/`collect_map` over an iterator of unknown length | encoding fails | collect into a `Vec` first |
+///
+/// The error ([`TaskError::is_codec`](crate::TaskError::is_codec)) names the type, where in it
+/// the failure came up, the construct likely responsible and what to write instead.
 ///
 /// # Examples
 ///
