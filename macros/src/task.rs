@@ -22,7 +22,7 @@ use syn::{
     Attribute, FnArg, GenericArgument, Ident, ItemFn, LitStr, Pat, Path, PathArguments, ReturnType, Signature, Type,
 };
 
-/// Says what the task type would need; also the note of every refusal.
+/// The refusal of a parameter type that borrows, anywhere inside it.
 const OWNED: &str = "take an owned value (String, Vec<u8>, T): task arguments travel to another process";
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
