@@ -6,49 +6,32 @@
 //! cargo run --release --example quickstart
 //! ```
 
-use serde::{Deserialize, Serialize};
 use std::time::Instant;
-use workpool::{Backend, Executor, Parallel, Task, ThreadPool};
+use workpool::{Backend, Executor, Parallel, ThreadPool};
 
-/// `n²`, in a worker process.
-#[derive(Serialize, Deserialize)]
-struct Square(u64);
-
-impl Task for Square {
-    type Output = u64;
-    fn run(self) -> u64 {
-        self.0 * self.0
-    }
+/// `n²`, in a worker process: `#[workpool::task]` makes the task type `Square { n }`.
+#[workpool::task]
+fn square(n: u64) -> u64 {
+    n * n
 }
 
 /// The length of the Collatz sequence that starts at `n`: a small CPU-bound job.
-#[derive(Serialize, Deserialize)]
-struct Collatz(u64);
-
-impl Task for Collatz {
-    type Output = u32;
-    fn run(self) -> u32 {
-        let (mut n, mut steps) = (self.0, 0);
-        while n != 1 {
-            n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
-            steps += 1;
-        }
-        steps
+#[workpool::task]
+fn collatz(n: u64) -> u32 {
+    let (mut n, mut steps) = (n, 0);
+    while n != 1 {
+        n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+        steps += 1;
     }
+    steps
 }
 
-/// A task that takes its worker process down with it, as a bug in native code would.
-#[derive(Serialize, Deserialize)]
-struct Abort;
-
-impl Task for Abort {
-    type Output = ();
-    fn run(self) {
-        std::process::abort()
-    }
+/// A task that takes its worker process down with it, as a bug in native code would (no
+/// parameters: the task type is the unit struct `Abort`).
+#[workpool::task]
+fn abort() {
+    std::process::abort()
 }
-
-workpool::register!(Square, Collatz, Abort);
 
 fn fib(pool: &ThreadPool, n: u64) -> u64 {
     if n < 20 {
@@ -70,8 +53,8 @@ fn ms(since: Instant) -> String {
     format!("{:.1} ms", since.elapsed().as_secs_f64() * 1e3)
 }
 
+#[workpool::main] // workpool::init() first: in worker processes it serves tasks and never returns
 fn main() {
-    workpool::init(); // first: in worker processes this serves tasks and never returns
     println!("workpool quickstart on {} CPUs\n", workpool::cpu_count());
 
     println!("ThreadPool: work stealing inside this process");
@@ -92,22 +75,26 @@ fn main() {
     println!("\nExecutor: tasks in worker processes (this binary, started again)");
     let ex = Executor::reusable().expect("start the executor");
     let t = Instant::now();
-    let seven = ex.submit(Square(7)).join().expect("7²");
+    let seven = ex.submit(Square { n: 7 }).join().expect("7²");
     let pids: Vec<u32> = ex.workers().iter().filter_map(|w| w.pid).collect();
     println!("  submit  Square(7) = {seven} ({}, workers started on demand: pids {pids:?})", ms(t));
     let t = Instant::now();
-    let total: u64 = ex.map((0..10_000).map(Square)).map(|r| r.expect("a square")).sum();
+    let total: u64 = ex.map((0..10_000).map(|n| Square { n })).map(|r| r.expect("a square")).sum();
     println!("  map     Σ i² for i < 10000 = {total}, 10000 tasks streamed in order ({})", ms(t));
 
     let crash = ex.submit(Abort).join().expect_err("abort() kills the worker");
     println!("  crash   {crash}");
-    let after = ex.submit(Square(9)).join().expect("the pool carries on");
+    let after = ex.submit(Square { n: 9 }).join().expect("the pool carries on");
     println!("          …and the pool carries on: Square(9) = {after}");
 
     println!("\nParallel: joblib's one-liner, on processes or threads");
     for backend in [Backend::Processes, Backend::Threads] {
         let t = Instant::now();
-        let steps = Parallel::new().backend(backend).progress(false).run((1..=100_000).map(Collatz)).expect("collatz");
+        let steps = Parallel::new()
+            .backend(backend)
+            .progress(false)
+            .run((1..=100_000).map(|n| Collatz { n }))
+            .expect("collatz");
         let (best, n) = steps.iter().zip(1u64..).max().expect("non-empty");
         println!(
             "  {:<9} longest Collatz chain below 100001: {best} steps from {n} (100000 tasks, auto-batched, {})",

@@ -9,14 +9,47 @@
 //!
 //! # A first program
 //!
-//! Tasks are serde types with a [`Task`] impl, made known to worker processes with
-//! [`register!`]. Worker processes come from this program's own binary, started again as a small
-//! fork server, so [`init()`] must be the first statement of `main`: there it serves and never
-//! returns; code before it would run there too.
+//! A task is a function marked [`#[workpool::task]`](macro@task): it stays an ordinary function,
+//! and gives a task type named after it (`square` gives `Square { n }`, with a [`Task`] impl,
+//! registered). Worker processes come from this program's own binary, started again as
+//! a small fork server, so [`init()`] must be the first statement of `main`: there it serves
+//! and never returns; code before it would run there too. [`#[workpool::main]`](macro@main) puts it there.
+//!
+//! ```no_run
+//! use workpool::{Backend, Executor, Parallel};
+//!
+//! /// `n²`, in whichever process runs it.
+//! #[workpool::task]
+//! fn square(n: u64) -> u64 {
+//!     n * n
+//! }
+//!
+//! #[workpool::main]
+//! fn main() {
+//!     // One task, in a worker process.
+//!     let ex = Executor::builder().workers(4).build().unwrap();
+//!     assert_eq!(ex.submit(Square { n: 7 }).join().unwrap(), 49);
+//!
+//!     // Many tasks, streamed in input order with a bounded window.
+//!     let squares: Vec<u64> = ex.map((0..1000).map(|n| Square { n })).map(Result::unwrap).collect();
+//!     assert_eq!(squares[999], 998_001);
+//!
+//!     // joblib's Parallel(n_jobs=-1)(delayed(f)(x) for x in data), auto-batched.
+//!     let all = Parallel::new().n_jobs(-1).run((0..1_000_000).map(|n| Square { n })).unwrap();
+//!     assert_eq!(all.len(), 1_000_000);
+//!
+//!     // The same task on threads instead of processes.
+//!     let on_threads = Parallel::new().backend(Backend::Threads).run((0..10).map(|n| Square { n })).unwrap();
+//!     assert_eq!(on_threads[3], 9);
+//! }
+//! ```
+//!
+//! The same program without the attributes: a task is any serde type with a [`Task`] impl,
+//! made known to worker processes with [`register!`], and `main` calls [`init()`] itself.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
-//! use workpool::{Backend, Executor, Parallel, Task};
+//! use workpool::{Executor, Task};
 //!
 //! #[derive(Serialize, Deserialize)]
 //! struct Square(u64);
@@ -32,22 +65,8 @@
 //!
 //! fn main() {
 //!     workpool::init();
-//!
-//!     // One task, in a worker process.
 //!     let ex = Executor::builder().workers(4).build().unwrap();
 //!     assert_eq!(ex.submit(Square(7)).join().unwrap(), 49);
-//!
-//!     // Many tasks, streamed in input order with a bounded window.
-//!     let squares: Vec<u64> = ex.map((0..1000).map(Square)).map(Result::unwrap).collect();
-//!     assert_eq!(squares[999], 998_001);
-//!
-//!     // joblib's Parallel(n_jobs=-1)(delayed(f)(x) for x in data), auto-batched.
-//!     let all = Parallel::new().n_jobs(-1).run((0..1_000_000).map(Square)).unwrap();
-//!     assert_eq!(all.len(), 1_000_000);
-//!
-//!     // The same task on threads instead of processes.
-//!     let on_threads = Parallel::new().backend(Backend::Threads).run((0..10).map(Square)).unwrap();
-//!     assert_eq!(on_threads[3], 9);
 //! }
 //! ```
 //!
@@ -58,7 +77,7 @@
 //!
 //! | concept | public items | source |
 //! |---|---|---|
-//! | tasks and their registry | [`Task`], [`register!`] | `task.rs` |
+//! | tasks and their registry | [`Task`], [`register!`], [`#[task]`](macro@task), [`#[main]`](macro@main) | `task.rs`, `process/worker.rs`; the attributes' code is the `workpool-macros` crate |
 //! | the process executor | [`Executor`], [`ExecutorBuilder`], [`TaskHandle`], [`Map`], [`WorkerInfo`], [`Shutdown`] | `executor/` (builder, shared state, feeder, completion, handle, batch, map) |
 //! | worker processes: both ends of the protocol | [`init`], [`test_support!`] | `process/` (`wire.rs` frames, `spawn.rs` parent side, `worker.rs` child side), `test_support.rs` |
 //! | joblib's front end | [`Parallel`], [`Backend`], [`ParallelIter`] | `parallel/` (options, runner, sizer, iterator, progress) |
@@ -128,8 +147,8 @@ pub use executor::{
     Executor, ExecutorBuilder, Map, Shutdown, TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
 pub use parallel::{Backend, Parallel, ParallelIter};
-pub use process::worker::init;
-pub use task::Task;
+pub use process::worker::{init, main};
+pub use task::{task, Task};
 pub use thread_pool::{
     current_num_threads, current_thread_index, yield_now, BroadcastContext, Scope, ScopeFifo, ThreadPool,
     ThreadPoolBuilder, Yield,
@@ -142,7 +161,9 @@ struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::Registration;
+    pub use crate::task::{assert_task_argument, assert_task_output, Registration, TaskArgument, TaskOutput};
     pub use crate::test_support::TestEntry;
     pub use inventory;
+    // What `#[workpool::task]` derives with, so that its users need not name serde themselves.
+    pub use serde;
 }

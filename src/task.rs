@@ -30,7 +30,30 @@ use std::sync::OnceLock;
 ///
 /// The task value is the argument: it is serialized, sent to a worker, deserialized, and
 /// `run`; the output travels back the same way. Make the type runnable in workers with
-/// [`register!`](crate::register).
+/// [`register!`](crate::register), or let [`#[workpool::task]`](macro@crate::task) write the
+/// type, the impl and the registration from a function.
+///
+/// # What crosses the process boundary
+///
+/// Between processes, tasks and results travel in a compact format that is **not
+/// self-describing**: values are written one after another, with no field names, type tags or
+/// lengths of structs, and read back guided by the type alone. Most serde types work as they
+/// are. These do not, although the same task works on [`Backend::Threads`](crate::Backend),
+/// which moves values without encoding them:
+///
+/// | construct | what happens | write instead |
+/// |---|---|---|
+/// | `#[serde(untagged)]` enums | decoding fails: they ask the data which variant it holds (`deserialize_any`) | an externally tagged enum, serde's default |
+/// | internally tagged enums, `#[serde(tag = "kind")]` | decoding fails, likewise | an externally tagged enum |
+/// | adjacently tagged enums, `#[serde(tag = "t", content = "c")]` | decoding fails: they read variant names | an externally tagged enum |
+/// | `#[serde(flatten)]` | encoding fails: a map of unknown length | the flattened fields spelt out in the struct |
+/// | `serde_json::Value` (and other "any value" types) | decoding fails, as for untagged enums | the JSON as a `String`, parsed in the task |
+/// | `#[serde(skip_serializing_if = "..")]`, `#[serde(skip_serializing)]` | the skipped field is not written but is read: decoding fails, or reads the next field's bytes | write every field every time (an `Option` as `None`); skip both ways with `#[serde(skip)]` |
+/// | `#[serde(skip_deserializing)]` alone | the field is written but not read: bytes are left over | `#[serde(skip)]` |
+/// | hand-written `Serialize` that uses `collect_seq`/`collect_map` over an iterator of unknown length | encoding fails | collect into a `Vec` first |
+///
+/// The error ([`TaskError::is_codec`](crate::TaskError::is_codec)) names the type, where in it
+/// the failure came up, the construct likely responsible and what to write instead.
 ///
 /// # Examples
 ///
@@ -81,6 +104,110 @@ macro_rules! register {
         )+
     };
 }
+
+/// Turns a free function into a task: the function stays as it is, and a task type named after
+/// it in UpperCamelCase holds its parameters as fields, in order.
+///
+/// ```
+/// use workpool::{Backend, Parallel, Task};
+///
+/// /// Adds two numbers (this line documents `Add` too).
+/// #[workpool::task]
+/// fn add(a: u64, b: u64) -> u64 {
+///     a + b
+/// }
+///
+/// # fn main() {
+/// assert_eq!(add(1, 2), 3); // still an ordinary function
+/// assert_eq!(Add { a: 1, b: 2 }.run(), 3); // the task type `Add`; `run` calls `add`
+///
+/// // Anywhere a task goes: `Executor::submit`, `Executor::map`, `Parallel`, on both backends.
+/// let sums = Parallel::new().backend(Backend::Threads).run((0..10).map(|a| Add { a, b: a })).unwrap();
+/// assert_eq!(sums[3], 6);
+/// # }
+/// ```
+///
+/// For `fn add(a: u64, b: u64) -> u64` the attribute writes what one would write by hand:
+///
+/// ```
+/// # fn add(a: u64, b: u64) -> u64 { a + b }
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Add {
+///     a: u64,
+///     b: u64,
+/// }
+///
+/// impl workpool::Task for Add {
+///     type Output = u64;
+///     fn run(self) -> u64 {
+///         add(self.a, self.b)
+///     }
+/// }
+///
+/// workpool::register!(Add);
+/// ```
+///
+/// The details:
+///
+/// * **Names**: `resize_image` gives `ResizeImage`, `fib` gives `Fib`;
+///   `#[workpool::task(name = "Resize")]` chooses another. A function without parameters gives a
+///   unit struct (`fn tick()` gives `Tick`, submitted as `ex.submit(Tick)`).
+/// * **Visibility**: the type and its fields have the function's visibility, so a `pub fn` gives
+///   a `pub` type with `pub` fields, and the fields can be set wherever the type can be named.
+///   The function's doc comments document the type too.
+/// * **Derives**: `Serialize` and `Deserialize` only, through workpool's own serde (the crate
+///   need not depend on serde itself); add others with `#[workpool::task(derive(Debug, Clone))]`.
+///   `#[serde(..)]` attributes on a parameter move to its field
+///   (`#[serde(with = "serde_bytes")] data: Vec<u8>`).
+/// * **Output**: the return type, `()` when there is none. Like the parameters, it must be
+///   `Serialize + Deserialize + Send + 'static`; a type that is not is reported at that type with
+///   what to do. Constructs that cannot cross the process boundary are listed under [`Task`].
+/// * **Registration** happens where the attribute is: the type is runnable in worker processes.
+///
+/// Refused at compile time, each with what to write instead: `async fn` and `unsafe fn`, generic
+/// functions, methods (`self`), parameters that are patterns rather than names, and parameter or
+/// return types that borrow (`&str`, `&[u8]`, `Vec<&T>`: task arguments travel to another
+/// process, so take `String`, `Vec<u8>`, `T`) or are not concrete (`impl Trait`, `dyn Trait`,
+/// function pointers).
+///
+/// ```compile_fail
+/// #[workpool::task]
+/// fn count(text: &str) -> usize { // error: take an owned value (String, Vec<u8>, T) ...
+///     text.len()
+/// }
+/// ```
+pub use workpool_macros::task;
+
+/// What `#[workpool::task]` asks of each parameter type, so that a type that is not serde is
+/// reported at the parameter, with what to do (hidden; not for direct use).
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task parameter: it must implement serde's `Serialize` and `Deserialize`, and `Send`",
+    label = "task arguments travel to a worker process, so this type must be Serialize + Deserialize + Send + 'static",
+    note = "derive them on the type: `#[derive(serde::Serialize, serde::Deserialize)]`, or take a type that has them"
+)]
+pub trait TaskArgument: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> TaskArgument for T {}
+
+/// What `#[workpool::task]` asks of the return type (hidden; not for direct use).
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task's result: it must implement serde's `Serialize` and `Deserialize`, and `Send`",
+    label = "a task's result travels back from a worker process, so this type must be Serialize + Deserialize + Send + 'static",
+    note = "derive them on the type: `#[derive(serde::Serialize, serde::Deserialize)]`, or return a type that has them"
+)]
+pub trait TaskOutput: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> TaskOutput for T {}
+
+/// Compiles only for a [`TaskArgument`]: `#[workpool::task]` names it once per parameter type,
+/// as `const _: fn() = assert_task_argument::<T>;`. (A bound checked in a function body, rather
+/// than in a type, is reported with the message of `TaskArgument` itself.)
+#[doc(hidden)]
+pub fn assert_task_argument<T: TaskArgument>() {}
+
+/// Compiles only for a [`TaskOutput`]: `#[workpool::task]` names it for the return type.
+#[doc(hidden)]
+pub fn assert_task_output<T: TaskOutput>() {}
 
 /// What the worker did with one task frame.
 #[derive(Debug, PartialEq, Eq)]

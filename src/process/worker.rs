@@ -199,6 +199,36 @@ pub(crate) fn serve_forked(socket: UnixStream, claims: Option<Claims>) -> ! {
     std::process::exit(serve(socket, claims))
 }
 
+/// Makes [`init()`] the first thing `main` does.
+///
+/// ```no_run
+/// #[workpool::main]
+/// fn main() {
+///     // workpool::init() has run: in a worker process it never returns to here.
+/// }
+/// ```
+///
+/// With an async runtime, write `#[workpool::main]` **above** the runtime's attribute: init then
+/// runs before the runtime is built, so worker processes serve tasks without starting one. The
+/// return type is kept.
+///
+/// ```no_run
+/// #[workpool::main]
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     // The parent's runtime, as usual. Wait for tasks on blocking threads
+///     // (`tokio::task::spawn_blocking`): `TaskHandle::join` blocks.
+///     Ok(())
+/// }
+/// ```
+///
+/// How: the attributes expand from the outside in, so `#[workpool::main]` sees the `async fn`
+/// and its `#[tokio::main]`, moves both into a plain `fn main` that calls init first, then the
+/// async one. Written below `#[tokio::main]` it works too: tokio has then already turned `main`
+/// into a plain function that builds the runtime, and init goes first in it. On an `async fn
+/// main` with no runtime attribute below it, it is a compile error that says so.
+pub use workpool_macros::main;
+
 /// A fingerprint of this binary: both sides compute it; a worker whose binary differs from its
 /// parent's (rebuilt in between) is refused at the handshake.
 pub(crate) fn fingerprint() -> u64 {
