@@ -147,7 +147,7 @@ pub use executor::{
     Executor, ExecutorBuilder, Map, Shutdown, TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
 pub use parallel::{Backend, Parallel, ParallelIter};
-pub use process::worker::{init, main};
+pub use process::{init, main};
 pub use task::{task, Task};
 pub use thread_pool::{
     current_num_threads, current_thread_index, yield_now, BroadcastContext, Scope, ScopeFifo, ThreadPool,

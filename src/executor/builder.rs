@@ -115,7 +115,7 @@ impl ExecutorBuilder {
 }
 
 fn build(config: Config) -> Result<Executor, BuildError> {
-    crate::process::worker::check_serves().map_err(BuildError::msg)?;
+    crate::process::marker::check_serves().map_err(BuildError::msg)?;
     let (queue, queues) = scheduler::Shared::new(config.workers, Order::Fifo);
     let threads_per_worker = (crate::cpu_count() / config.workers).max(1);
     let shared = Arc::new(Shared::new(config, queue, threads_per_worker));

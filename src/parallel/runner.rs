@@ -42,7 +42,7 @@ pub(crate) enum Pending<O> {
 impl Runner {
     /// The runner for `options` with `jobs` jobs.
     pub(crate) fn choose(options: &Parallel, jobs: usize) -> Runner {
-        let backend = if crate::process::worker::in_worker() && options.executor.is_none() {
+        let backend = if crate::process::marker::in_worker() && options.executor.is_none() {
             // Inside a worker task: never a process pool per task.
             Backend::Threads
         } else {
@@ -63,7 +63,7 @@ impl Runner {
                     Ok(executor) => Pool::Processes(executor),
                     // A worker process that never called init() may not start workers of its
                     // own: threads give the same results.
-                    Err(_) if crate::process::worker::refuse_nested_workers().is_err() => {
+                    Err(_) if crate::process::marker::refuse_nested_workers().is_err() => {
                         Pool::Threads(thread_pool(jobs))
                     }
                     // This program cannot have workers (no init()): the run reports why.

@@ -8,244 +8,22 @@
 //! already buffered): the executor knows exactly which task a dead worker was running, and
 //! which ones it never touched (those are rescheduled).
 
-use crate::process::claims::Claims;
-use crate::process::wire::{self, Done, FrameReader};
+use super::claims::Claims;
+use super::marker;
+use super::wire::{self, Done, FrameReader};
 use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
-/// Environment variable that marks a process started by workpool; its value is
-/// [`Marker::encode`]d.
-pub(crate) const MARKER: &str = "WORKPOOL_WORKER";
-
 /// Exit code of a worker whose connection broke (malformed frame, failed write).
-const EXIT_PROTOCOL: i32 = 70;
-/// Exit code of a worker whose parent was already gone when it started.
-pub(crate) const EXIT_ORPHAN: i32 = 71;
-
-/// True inside a worker process (after `init()` took over).
-static WORKER_MODE: AtomicBool = AtomicBool::new(false);
-/// True once `init()` ran in this program (the parent): its binary serves as a worker.
-static INIT_CALLED: AtomicBool = AtomicBool::new(false);
-
-/// True inside a worker process (after `init()` took over).
-pub(crate) fn in_worker() -> bool {
-    WORKER_MODE.load(Ordering::Relaxed)
-}
-
-/// What a process started by workpool is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// Serve tasks on fd 3 (started by `posix_spawn`).
-    Worker,
-    /// Fork workers on request (see `forkserver.rs`).
-    ForkServer,
-}
-
-/// The marker's contents: `ROLE:PROTOCOL:PARENT_PID:DIE_WITH_PARENT`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Marker {
-    pub(crate) role: Role,
-    /// The pid of the program that started this process.
-    pub(crate) parent: u32,
-    /// Whether to ask for SIGKILL when that parent's starting thread dies.
-    pub(crate) die_with_parent: bool,
-}
-
-impl Marker {
-    pub(crate) fn encode(&self) -> String {
-        let role = match self.role {
-            Role::Worker => "worker",
-            Role::ForkServer => "forkserver",
-        };
-        format!("{role}:{}:{}:{}", wire::PROTOCOL_VERSION, self.parent, u8::from(self.die_with_parent))
-    }
-
-    fn parse(text: &str) -> Option<Marker> {
-        let mut parts = text.split(':');
-        let role = match parts.next()? {
-            "worker" => Role::Worker,
-            "forkserver" => Role::ForkServer,
-            _ => return None,
-        };
-        let protocol: u32 = parts.next()?.parse().ok()?;
-        let parent: u32 = parts.next()?.parse().ok()?;
-        let die_with_parent = match parts.next()? {
-            "0" => false,
-            "1" => true,
-            _ => return None,
-        };
-        (protocol == wire::PROTOCOL_VERSION && parts.next().is_none()).then_some(Marker {
-            role,
-            parent,
-            die_with_parent,
-        })
-    }
-}
-
-/// Refuses to let a process that was started as a worker but never called `init()` start
-/// workers of its own (that is how fork bombs happen); the error says what to do.
-pub(crate) fn refuse_nested_workers() -> Result<(), String> {
-    if in_worker() || std::env::var_os(MARKER).is_none() {
-        return Ok(());
-    }
-    Err(format!(
-        "this process was started as a workpool worker but main() never called workpool::init(), so it may \
-         not start workers of its own (that would be a fork bomb): {INIT_HINT}"
-    ))
-}
-
-/// Whether this program's binary can serve as a worker: `init()` ran, or it is a test binary
-/// with `test_support!()`. Checked when an executor is built, so that a program that forgot
-/// `init()` fails there, with advice, before any process starts (and `main` runs only once).
-pub(crate) fn check_serves() -> Result<(), String> {
-    refuse_nested_workers()?;
-    if INIT_CALLED.load(Ordering::Relaxed) || crate::test_support::registered() {
-        return Ok(());
-    }
-    Err(format!(
-        "workpool::init() was not called in this program, so its worker processes could not serve tasks: \
-         {INIT_HINT}"
-    ))
-}
-
-/// What to do when worker processes do not serve.
-pub(crate) const INIT_HINT: &str = "call `workpool::init()` as the first statement of `main` (in test binaries, \
-                                   add `workpool::test_support!();`)";
-
-/// Turns this process into a worker if it was started as one; otherwise returns at once.
-///
-/// Call it as the **first statement of `main`**. Worker processes are this program's own
-/// binary: `init()` starts a small *fork server* (the program started again, which stops in
-/// its `init()`), and each worker is a fork of that server, so it costs the same however large
-/// this program grows. In the fork server, and in a worker that had to be started directly,
-/// `init()` never returns to `main`. Whatever `main` does *before* `init()` therefore runs in
-/// those processes too (its output is discarded there) — keep it to nothing.
-///
-/// Set `WORKPOOL_START_METHOD=spawn` to start every worker directly with `posix_spawn` instead
-/// of forking it from the server (~1 ms per worker instead of ~0.15 ms).
-///
-/// ```no_run
-/// fn main() {
-///     workpool::init();
-///     // ... the program, which may now build executors ...
-/// }
-/// ```
-///
-/// Test binaries have no `main` of their own: use [`test_support!`](crate::test_support) there.
-pub fn init() {
-    let Some(value) = std::env::var_os(MARKER) else {
-        if !INIT_CALLED.swap(true, Ordering::Relaxed) {
-            super::forkserver::start_early();
-        }
-        return;
-    };
-    let text = value.to_string_lossy().into_owned();
-    let Some(marker) = Marker::parse(&text) else {
-        eprintln!(
-            "workpool: {MARKER}={text:?} is set in the environment, but this process was not started by \
-             workpool (or by another version of it); ignoring it: unset {MARKER}"
-        );
-        std::env::remove_var(MARKER);
-        INIT_CALLED.store(true, Ordering::Relaxed);
-        return;
-    };
-    if marker.parent != sys::parent_pid() {
-        // Our parent died while we were starting.
-        std::process::exit(EXIT_ORPHAN);
-    }
-    // Children that tasks start must be ordinary processes, not workers of ours.
-    std::env::remove_var(MARKER);
-    match marker.role {
-        Role::ForkServer => super::forkserver::serve(&marker),
-        Role::Worker => {
-            if marker.die_with_parent && (sys::die_with_parent().is_err() || sys::parent_pid() != marker.parent) {
-                std::process::exit(EXIT_ORPHAN);
-            }
-            // stdout and stderr were /dev/null until here (a test harness's banner went there);
-            // the parent's own are on 4 and 5.
-            // SAFETY: plain descriptor calls on descriptors the parent set up for us.
-            unsafe {
-                libc::dup2(4, 1);
-                libc::dup2(5, 2);
-                libc::close(4);
-                libc::close(5);
-            }
-            // SAFETY: the parent put the claim ring on 6; nothing else here owns it.
-            let ring = unsafe { std::os::fd::OwnedFd::from_raw_fd(6) };
-            let claims = Claims::map(ring.as_fd()).ok();
-            drop(ring);
-            let code = match sys::set_cloexec(sys::WORKER_FD) {
-                // SAFETY: the parent put our end of the socketpair on WORKER_FD and nothing else
-                // in this process owns that descriptor.
-                Ok(()) => serve(unsafe { UnixStream::from_raw_fd(sys::WORKER_FD) }, claims),
-                Err(e) => {
-                    eprintln!("workpool worker: no task socket on fd {}: {e}", sys::WORKER_FD);
-                    EXIT_PROTOCOL
-                }
-            };
-            std::process::exit(code)
-        }
-    }
-}
+pub(super) const EXIT_PROTOCOL: i32 = 70;
 
 /// A worker forked by the fork server: serve tasks on `socket`, then exit.
 pub(crate) fn serve_forked(socket: UnixStream, claims: Option<Claims>) -> ! {
     std::process::exit(serve(socket, claims))
-}
-
-/// Makes [`init()`] the first thing `main` does.
-///
-/// ```no_run
-/// #[workpool::main]
-/// fn main() {
-///     // workpool::init() has run: in a worker process it never returns to here.
-/// }
-/// ```
-///
-/// With an async runtime, write `#[workpool::main]` **above** the runtime's attribute: init then
-/// runs before the runtime is built, so worker processes serve tasks without starting one. The
-/// return type is kept.
-///
-/// ```no_run
-/// #[workpool::main]
-/// #[tokio::main]
-/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
-///     // The parent's runtime, as usual. Wait for tasks on blocking threads
-///     // (`tokio::task::spawn_blocking`): `TaskHandle::join` blocks.
-///     Ok(())
-/// }
-/// ```
-///
-/// How: the attributes expand from the outside in, so `#[workpool::main]` sees the `async fn`
-/// and its `#[tokio::main]`, moves both into a plain `fn main` that calls init first, then the
-/// async one. Written below `#[tokio::main]` it works too: tokio has then already turned `main`
-/// into a plain function that builds the runtime, and init goes first in it. On an `async fn
-/// main` with no runtime attribute below it, it is a compile error that says so.
-pub use workpool_macros::main;
-
-/// A fingerprint of this binary: both sides compute it; a worker whose binary differs from its
-/// parent's (rebuilt in between) is refused at the handshake.
-pub(crate) fn fingerprint() -> u64 {
-    static PRINT: OnceLock<u64> = OnceLock::new();
-    *PRINT.get_or_init(|| {
-        use std::os::unix::fs::MetadataExt;
-        let mut text = format!("{}/{}", wire::PROTOCOL_VERSION, env!("CARGO_PKG_VERSION"));
-        let exe = std::fs::metadata("/proc/self/exe").or_else(|_| std::env::current_exe().and_then(std::fs::metadata));
-        if let Ok(meta) = exe {
-            text += &format!("/{}:{}:{}:{}.{}", meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
-        }
-        for name in task::registered_names() {
-            text.push('/');
-            text.push_str(name);
-        }
-        task::fnv1a(text.as_bytes())
-    })
 }
 
 fn install_panic_hook() {
@@ -261,12 +39,12 @@ fn install_panic_hook() {
 }
 
 /// The worker's main loop; returns the exit code.
-fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
-    WORKER_MODE.store(true, Ordering::Relaxed);
+pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
+    marker::enter_worker_mode();
     install_panic_hook();
     faults::install(socket.as_raw_fd());
     let mut out = Vec::with_capacity(wire::READ_CHUNK);
-    wire::hello(&mut out, fingerprint(), std::process::id());
+    wire::hello(&mut out, marker::fingerprint(), std::process::id());
     let mut reader = FrameReader::new();
     loop {
         // Results are always written before blocking for more input, and before the next task

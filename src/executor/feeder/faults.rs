@@ -1,0 +1,161 @@
+//! What the feeder does when a worker is slow, stuck or gone: taking back tasks written ahead,
+//! timeouts, and settling every task of a worker that died.
+
+use super::*;
+
+impl Feeder {
+    /// Takes back the tasks queued behind the front one when they would wait while another
+    /// slot idles: the front task has been running longer than [`LONG_TASK`],
+    /// or the worker has not taken it for [`STALL`] (stopped, or a task ate its input). Each is
+    /// taken back through the claim ring, so it runs exactly once wherever it ends up. With a
+    /// `task_timeout`, a worker that does not take its next task within it is killed (no task
+    /// fails: none of them started).
+    pub(super) fn recall_waiting(&mut self) {
+        let Some(live) = self.live.as_mut() else { return };
+        let now = Instant::now();
+        let front_started = live.inflight.iter().find(|f| !f.recalled).is_some_and(|f| f.started);
+        let waited = match (front_started, live.running_since) {
+            (true, Some(since)) => now - since > LONG_TASK,
+            _ => now - live.front_since > STALL,
+        };
+        let waiting = live.inflight.iter().filter(|f| !f.started && !f.recalled).count();
+        if !front_started && live.kill.is_none() {
+            if let Some(limit) = self.shared.config.task_timeout {
+                if waiting > 0 && now - live.front_since > limit {
+                    live.kill = Some(Kill::Stalled);
+                    live.process.kill();
+                    return;
+                }
+            }
+        }
+        if waiting == 0 || !waited || self.shared.idle.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut again = Vec::new();
+        for i in (0..live.inflight.len()).rev() {
+            let f = &live.inflight[i];
+            if f.started {
+                break;
+            }
+            if f.recalled {
+                continue;
+            }
+            if !live.process.claims.recall(f.ticket) {
+                break; // claimed: it started, and so did every task before it
+            }
+            f.env.completion.requeue();
+            if i > live.unsent || (i == live.unsent && live.offset == 0) {
+                // Not a byte of it written yet: it simply leaves.
+                again.push(live.inflight.remove(i).expect("in range").env);
+            } else {
+                let env = &f.env;
+                again.push(Envelope {
+                    id: env.id,
+                    frame: env.frame.clone(),
+                    completion: env.completion.clone(),
+                    epoch: env.epoch,
+                });
+                live.inflight[i].recalled = true;
+            }
+        }
+        live.held_back = true;
+        self.slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
+        self.shared.queue.inject_many(again);
+    }
+
+    pub(super) fn check_timers(&mut self) {
+        self.recall_waiting();
+        let Some(live) = self.live.as_mut() else { return };
+        if let (Some(limit), Some(since), None) = (self.shared.config.task_timeout, live.running_since, live.kill) {
+            if since.elapsed() >= limit {
+                live.kill = Some(Kill::Timeout(limit));
+                live.process.kill();
+            }
+        }
+    }
+
+    /// An idle worker has nothing to say: a readable or hung-up socket means it died.
+    pub(super) fn check_idle_process(&mut self) {
+        let Some(live) = &self.live else { return };
+        let healthy = !live.process.has_exited()
+            && sys::poll(live.process.socket.as_fd(), false, Some(Duration::ZERO))
+                .is_ok_and(|ready| !(ready.readable || ready.hangup));
+        if !healthy {
+            self.on_death(None);
+        }
+    }
+
+    /// The worker is gone: settle every task it held, reap it.
+    pub(super) fn on_death(&mut self, broken: Option<String>) {
+        // Results the worker wrote before dying are still in the socket: read them first.
+        if broken.is_none() {
+            let _ = self.read_some();
+        }
+        let mut live = self.live.take().expect("a process died");
+        self.shared.queue.sleep.set_warm(self.queue.index(), false);
+        let pid = live.process.pid;
+        // End of stream from a worker that lives on: its task closed (or broke) its socket.
+        // (An exiting process closes its descriptors just before it is seen to exit.)
+        let closed = broken.is_none() && live.kill.is_none() && !live.process.wait_exit(CLOSE_TO_EXIT);
+        if closed {
+            live.process.kill();
+        }
+        let status = live.process.finish(EXIT_GRACE);
+        let cause = match (broken, closed, live.fault) {
+            (Some(broken), _, _) => broken,
+            (None, true, _) => "the task closed or broke the worker's channel to the executor (its socket), so the \
+                                worker was killed"
+                .to_string(),
+            // Rust's runtime aborts on a stack overflow, after a fault in a guard page.
+            (None, false, Some(_)) if status.contains("SIGABRT") => {
+                format!("the task overflowed its stack ({status})")
+            }
+            (None, false, Some((_, address))) => format!("{status}, a memory fault at address {address:#x}"),
+            (None, false, None) => status,
+        };
+        // A Ctrl-C that killed this worker interrupts the tasks submitted before it; a task
+        // submitted after it is not misreported as interrupted (by this death or a later one).
+        let interrupt = self.slot.interrupt.swap(0, Ordering::SeqCst);
+        let interrupted = |env: &Envelope| interrupt != 0 && env.epoch < interrupt;
+        // Counters before any handle is completed (see handle_frames); the death is counted
+        // before the pid disappears, so no snapshot shows a vanished worker that did not die.
+        self.slot.deaths.fetch_add(1, Ordering::SeqCst);
+        self.slot.pid.store(0, Ordering::SeqCst);
+        self.slot.inflight.store(0, Ordering::SeqCst);
+        let mut again = Vec::new();
+        for f in live.inflight.drain(..) {
+            let completion = &f.env.completion;
+            if f.recalled {
+                continue; // already queued again
+            }
+            if f.started {
+                completion.fail(match live.kill {
+                    Some(Kill::Timeout(limit)) => ErrorKind::Timeout { limit },
+                    Some(Kill::Stalled) => ErrorKind::WorkerDeath { cause: cause.clone(), pid },
+                    None if interrupted(&f.env) => ErrorKind::Interrupted,
+                    None => ErrorKind::WorkerDeath { cause: cause.clone(), pid },
+                });
+            } else if interrupted(&f.env) {
+                completion.fail(ErrorKind::Interrupted);
+            } else {
+                completion.requeue();
+                again.push(f.env);
+            }
+        }
+        self.shared.queue.inject_many(again);
+    }
+
+    /// Graceful stop: close the socket (the worker exits on end of stream) and reap.
+    pub(super) fn close_process(&mut self) {
+        if let Some(live) = self.live.take() {
+            self.shared.queue.sleep.set_warm(self.queue.index(), false);
+            debug_assert!(live.inflight.is_empty());
+            // End of stream: the worker exits (it is killed if it lingers); whatever its tasks
+            // left running in its process group is stopped.
+            let _ = live.process.socket.shutdown(std::net::Shutdown::Both);
+            live.process.finish(EXIT_GRACE);
+            self.slot.pid.store(0, Ordering::SeqCst);
+            self.slot.inflight.store(0, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Step 2 of the feeder's loop: one round of socket I/O with the worker process: poll, write
+//! frames, read and handle what the worker reports.
+
+use super::*;
+
+impl Feeder {
+    /// Step 2: one round of socket I/O.
+    pub(super) fn pump(&mut self) {
+        let live = self.live.as_mut().expect("pump needs a process");
+        let want_write = live.unsent < live.inflight.len();
+        let mut timeout = POLL_TICK;
+        if live.inflight.iter().any(|f| !f.started && !f.recalled) {
+            // Something waits in the window: look again soon whether another slot went idle
+            // (see `recall_waiting`; an idle feeder does not wake this one).
+            timeout = timeout.min(RECALL_CHECK);
+        }
+        if let (Some(limit), Some(since)) = (self.shared.config.task_timeout, live.running_since) {
+            if live.kill.is_none() {
+                timeout = timeout.min((since + limit).saturating_duration_since(Instant::now()));
+            }
+        }
+        let watch = [(live.process.socket.as_fd(), want_write), (live.process.exit_fd(), false)];
+        let (ready, exited) = match sys::poll_many(&watch, Some(timeout)) {
+            Ok(ready) => (ready[0], ready[1].readable || ready[1].hangup),
+            Err(e) => return self.on_death(Some(format!("poll failed: {e}"))),
+        };
+        if exited && !(ready.readable || ready.hangup) {
+            // Dead, although its socket is still open (a process it started holds it).
+            return self.on_death(None);
+        }
+        if ready.writable {
+            // A failed write means the worker is gone; its exit status says why.
+            if self.write_some().is_err() {
+                return self.on_death(None);
+            }
+        }
+        if ready.readable || ready.hangup {
+            match self.read_some() {
+                Ok(true) => {}
+                Ok(false) => return self.on_death(None),
+                Err(e) => {
+                    self.live.as_ref().expect("live").process.kill();
+                    return self.on_death(Some(format!("the worker broke the protocol ({e})")));
+                }
+            }
+        }
+        self.check_timers();
+    }
+
+    /// Writes as many unsent frames as the socket takes.
+    pub(super) fn write_some(&mut self) -> std::io::Result<()> {
+        let result = self.write_frames();
+        let live = self.live.as_mut().expect("live");
+        drop_skipped(&mut live.inflight, &mut live.unsent);
+        result
+    }
+
+    pub(super) fn write_frames(&mut self) -> std::io::Result<()> {
+        let live = self.live.as_mut().expect("live");
+        while live.unsent < live.inflight.len() {
+            let mut slices = Vec::with_capacity(MAX_IOVECS);
+            slices.push(IoSlice::new(&live.inflight[live.unsent].env.frame[live.offset..]));
+            for f in live.inflight.iter().skip(live.unsent + 1).take(MAX_IOVECS - 1) {
+                slices.push(IoSlice::new(&f.env.frame));
+            }
+            match sys::send_vectored(live.process.socket.as_fd(), &slices) {
+                Ok(mut n) => {
+                    while n > 0 {
+                        let left = live.inflight[live.unsent].env.frame.len() - live.offset;
+                        if n >= left {
+                            n -= left;
+                            live.unsent += 1;
+                            live.offset = 0;
+                        } else {
+                            live.offset += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and handles everything available; false on end of stream.
+    pub(super) fn read_some(&mut self) -> Result<bool, WireError> {
+        loop {
+            let live = self.live.as_mut().expect("live");
+            let got = live.reader.fill(&mut &live.process.socket);
+            match got {
+                Ok(0) => {
+                    self.handle_frames()?;
+                    return Ok(false);
+                }
+                Ok(_) => self.handle_frames()?,
+                Err(e) if e.kind() == IoKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
+    pub(super) fn handle_frames(&mut self) -> Result<(), WireError> {
+        let shared = &self.shared;
+        let slot = &self.slot;
+        let live = self.live.as_mut().expect("live");
+        while let Some(frame) = live.reader.next_frame()? {
+            drop_skipped(&mut live.inflight, &mut live.unsent);
+            // A task taken back never matches: its id may be in flight again, as a new entry.
+            let front = live.inflight.front_mut().filter(|f| !f.recalled && f.env.id == frame.id);
+            let Some(front) = front else {
+                return Err(WireError(format!("frame kind {} for task {} which is not next", frame.kind, frame.id)));
+            };
+            match frame.kind {
+                wire::STARTED if !front.started && live.unsent > 0 => {
+                    front.started = true;
+                    live.running_since = Some(Instant::now());
+                }
+                wire::FAULT if front.started => live.fault = Some(wire::parse_fault(frame.body)?),
+                wire::DONE if live.unsent > 0 => {
+                    let (done, elapsed_ns) = wire::parse_done(frame.body)?;
+                    let f = live.inflight.pop_front().expect("front exists");
+                    live.unsent -= 1;
+                    drop_skipped(&mut live.inflight, &mut live.unsent);
+                    live.running_since = None;
+                    live.front_since = Instant::now();
+                    live.held_back = false;
+                    let sample = elapsed_ns as f64;
+                    self.avg_ns = if self.avg_ns <= 0.0 { sample } else { 0.8 * self.avg_ns + 0.2 * sample };
+                    // Counters first: whoever `join` wakes must see the task counted as done.
+                    slot.tasks_run.fetch_add(1, Ordering::SeqCst);
+                    slot.inflight.store(live.inflight.len(), Ordering::SeqCst);
+                    f.env.completion.set_elapsed(elapsed_ns);
+                    complete(&f.env.completion, done);
+                    live.idle_since = Instant::now();
+                    // After every task (a read of /proc/PID/statm, a few µs, only when a ceiling
+                    // is set): a fresh worker whose first task grows it is caught too.
+                    if let Some(ceiling) = shared.config.max_worker_memory {
+                        if sys::rss_bytes(live.process.pid).is_some_and(|rss| rss > ceiling) {
+                            live.retiring = true;
+                        }
+                    }
+                }
+                kind => return Err(WireError(format!("unexpected frame kind {kind} for task {}", frame.id))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Completes a handle from a worker's `DONE` report.
+pub(super) fn complete(completion: &Completion, done: Done<'_>) {
+    match done {
+        Done::Ok(bytes) => {
+            completion.complete(Ok(bytes.to_vec()));
+        }
+        Done::Panic { message, location, .. } => {
+            let location = (!location.is_empty()).then(|| location.to_string());
+            completion.fail(ErrorKind::Panic { message: message.to_string(), location });
+        }
+        Done::Decode(message) => {
+            completion
+                .fail(ErrorKind::Codec { stage: "decoding the argument in the worker", message: message.to_string() });
+        }
+        Done::Encode(message) => {
+            completion
+                .fail(ErrorKind::Codec { stage: "encoding the result in the worker", message: message.to_string() });
+        }
+        Done::Unknown => {
+            completion.fail(ErrorKind::NotRegistered);
+        }
+    }
+}
