@@ -13,7 +13,13 @@ impl Feeder {
     pub(super) fn recall_waiting(&mut self) {
         let Some(live) = self.live.as_mut() else { return };
         let now = Instant::now();
-        let front_started = live.inflight.iter().find(|f| !f.recalled).is_some_and(|f| f.started);
+        let front = live.inflight.iter().position(|f| !f.recalled);
+        let front_started = front.is_some_and(|i| live.inflight[i].started);
+        if front.is_some_and(|i| i >= live.unsent) {
+            // The worker cannot take a task whose frame is still being written (a large
+            // argument takes a while): it is not stalled, and the wait counts from the end.
+            live.front_since = now;
+        }
         let waited = match (front_started, live.running_since) {
             (true, Some(since)) => now - since > LONG_TASK,
             _ => now - live.front_since > STALL,
