@@ -1,12 +1,13 @@
-//! The worker side: `init()` and the loop that serves tasks.
+//! The worker side: the loop that serves tasks.
 //!
-//! A worker is this same binary started again with [`MARKER`] in its environment and its end of
-//! a socketpair on file descriptor 3. `init()` sees the marker and never returns: it says hello,
-//! then reads task frames, runs them, and writes one `DONE` frame per task *before* starting the
-//! next one, so a crash can never swallow a finished result. Each task is announced with a
-//! `STARTED` frame (coalesced with the previous `DONE` into one write when the next task is
-//! already buffered): the executor knows exactly which task a dead worker was running, and
-//! which ones it never touched (those are rescheduled).
+//! A worker is a fork of the fork server (or this same binary started again, with the marker
+//! of `marker.rs` in its environment and its socket on file descriptor 3); `init()` hands it
+//! here and it never returns: it says hello, then reads task frames, claims each one (see
+//! `claims.rs`: a task taken back is skipped), runs it, and writes one `DONE` frame per task
+//! *before* starting the next one, so a crash can never swallow a finished result. Each task is
+//! announced with a `STARTED` frame (coalesced with the previous `DONE` into one write when the
+//! next task is already buffered): the executor knows exactly which task a dead worker was
+//! running, and which ones it never touched (those are rescheduled).
 
 use super::claims::Claims;
 use super::marker;

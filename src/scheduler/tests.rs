@@ -1,3 +1,6 @@
+//! Unit tests of the scheduler: the search order, batches from the injector, draining, and
+//! threads that sleep and are woken through the protocol.
+
 use super::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
