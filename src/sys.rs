@@ -277,6 +277,14 @@ pub(crate) fn die_with_parent() -> io::Result<()> {
     Ok(())
 }
 
+/// `CLOCK_MONOTONIC` in ns: one clock for every process of the machine (what `Instant` reads).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Sets the process name `ps` shows (its main thread's name), cut to the kernel's 15 bytes.
 pub(crate) fn set_name(name: &[u8]) {
     let _ = std::fs::write("/proc/self/comm", &name[..name.len().min(15)]);

@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// A unit of work that can run in a worker process (or on a thread).
@@ -306,6 +307,21 @@ thread_local! {
     pub(crate) static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+/// Where a worker process counts the tasks it begins (one per task of a batch): a word of its
+/// claim ring, which the executor reads to time each task of a batch against `task_timeout`
+/// (null outside worker processes). Set once by the worker before it serves.
+pub(crate) static TASKS_BEGUN: AtomicPtr<[AtomicU64; 2]> = AtomicPtr::new(std::ptr::null_mut());
+
+fn begin_task() {
+    let words = TASKS_BEGUN.load(Ordering::Relaxed);
+    if !words.is_null() {
+        // SAFETY: set by the worker to two words of its claim ring, mapped for the process's life.
+        let [count, at] = unsafe { &*words };
+        at.store(crate::sys::monotonic_ns(), Ordering::Relaxed);
+        count.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// Decodes `count` arguments of `T` from `payload`, runs each, and appends the encoded outputs to
 /// `out`. Stops at the first panic or codec error.
 fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus {
@@ -315,6 +331,7 @@ fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus
             Ok(task) => task,
             Err(e) => return RunStatus::Decode(e),
         };
+        begin_task();
         let output = match unwind::halt_unwinding(|| task.run()) {
             Ok(output) => output,
             Err(payload) => {

@@ -28,7 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Words in the ring (more than the largest prefetch window).
 pub(crate) const RING: usize = 128;
-const SIZE: usize = RING * 8;
+/// The ring, then two words: the number of tasks the worker began (a batch counts each of its
+/// tasks) and when it began the last one (`CLOCK_MONOTONIC`, ns), which the feeder reads to time
+/// each task of a batch on its own.
+const SIZE: usize = (RING + 2) * 8;
 
 const QUEUED: u64 = 1;
 const CLAIMED: u64 = 2;
@@ -86,6 +89,13 @@ impl Claims {
     fn word(&self, ticket: u32) -> &AtomicU64 {
         // SAFETY: the index is below RING and the mapping holds RING words for self's lifetime.
         unsafe { &*self.words.add(ticket as usize % RING) }
+    }
+
+    /// The words the worker counts the tasks it begins in, and records when it began the last
+    /// one (see `task::TASKS_BEGUN`).
+    pub(crate) fn begun(&self) -> &[AtomicU64; 2] {
+        // SAFETY: words RING and RING + 1 are inside the mapping (SIZE holds RING + 2 words).
+        unsafe { &*self.words.add(RING).cast::<[AtomicU64; 2]>() }
     }
 
     /// Parent: task `ticket` is about to be written to the worker.

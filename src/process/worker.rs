@@ -43,6 +43,10 @@ fn install_panic_hook() {
 pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
     marker::enter_worker_mode();
     install_panic_hook();
+    if let Some(claims) = &claims {
+        // The ring lives as long as this process serves (`claims` is dropped only at exit).
+        task::TASKS_BEGUN.store(claims.begun() as *const [_; 2] as *mut _, std::sync::atomic::Ordering::Relaxed);
+    }
     faults::install(socket.as_raw_fd());
     let mut out = Vec::with_capacity(wire::READ_CHUNK);
     wire::hello(&mut out, marker::fingerprint(), std::process::id());

@@ -72,6 +72,14 @@ impl Feeder {
     pub(super) fn check_timers(&mut self) {
         self.recall_waiting();
         let Some(live) = self.live.as_mut() else { return };
+        // Each task of a batch is timed on its own: the worker counts the tasks it begins.
+        let [count, at] = live.process.claims.begun();
+        let begun = count.load(Ordering::Acquire);
+        if begun != live.begun_seen && live.running_since.is_some() {
+            live.begun_seen = begun;
+            let ago = crate::sys::monotonic_ns().saturating_sub(at.load(Ordering::Relaxed));
+            live.running_since = Instant::now().checked_sub(Duration::from_nanos(ago)).or(live.running_since);
+        }
         if let (Some(limit), Some(since), None) = (self.shared.config.task_timeout, live.running_since, live.kill) {
             if since.elapsed() >= limit {
                 live.kill = Some(Kill::Timeout(limit));

@@ -108,6 +108,8 @@ struct Live {
     next_ticket: u32,
     /// Tasks were taken back from behind the running one: take no more until it is done.
     held_back: bool,
+    /// The worker's count of tasks begun, when last read (see `check_timers`).
+    begun_seen: u64,
     /// No new tasks: close once the in-flight ones are done (recycling).
     retiring: bool,
     kill: Option<Kill>,
@@ -285,6 +287,7 @@ impl Feeder {
                     front_since: now,
                     next_ticket: 1,
                     held_back: false,
+                    begun_seen: 0,
                     retiring: false,
                     kill: None,
                     fault: None,
