@@ -28,6 +28,7 @@ fn child_program() {
         Ok("plain") => plain_program(),
         Ok("failed-start") => failed_start_program(),
         Ok("context") => context_program(),
+        Ok("terminal") => terminal_program(),
         _ => {}
     }
 }
@@ -127,6 +128,32 @@ fn workers_see_the_environment_and_directory_the_program_has_when_they_start() {
     assert!(stdout.contains("BEFORE [None]"), "{stdout}");
     assert!(stdout.contains("AFTER [Some(\"set after the server started\")]"), "{stdout}");
     assert!(stdout.contains("CWD true"), "{stdout}");
+}
+
+/// Runs on a terminal with `stty tostop`: a worker (a background process group there) prints.
+fn terminal_program() {
+    let ex = Executor::builder().workers(1).task_timeout(Duration::from_secs(5)).build().unwrap();
+    match ex.submit(Noisy(41)).join() {
+        Ok(v) => println!("RESULT {v}"),
+        Err(e) => println!("FAILED {e}"),
+    }
+}
+
+#[test]
+fn a_worker_may_print_to_a_terminal_that_stops_background_writers() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no `script` (util-linux) here to give the program a terminal; nothing to check");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let inner = format!(
+        "stty tostop; WORKPOOL_START_CHILD=terminal exec {} child_program --exact --nocapture --test-threads=1 -q",
+        exe.display()
+    );
+    let out = Command::new("script").args(["-qec", &inner, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("RESULT 42"), "the task's output or result is missing: {text}");
+    assert!(text.contains("noisy task 41 on stdout"), "{text}");
 }
 
 #[test]

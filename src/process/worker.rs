@@ -43,6 +43,15 @@ fn install_panic_hook() {
 pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
     marker::enter_worker_mode();
     install_panic_hook();
+    // A worker runs in a process group of its own, in the background of the terminal it prints
+    // to: a write under `stty tostop`, or a `tcsetattr`, would stop it with SIGTTOU (and a read
+    // with SIGTTIN) until someone sent SIGCONT. Ignored, they let the write through and make a
+    // read fail with EIO instead of hanging. (Processes a task starts inherit the ignoring.)
+    // SAFETY: signal(2) with SIG_IGN has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::signal(libc::SIGTTIN, libc::SIG_IGN);
+    }
     if let Some(claims) = &claims {
         // The ring lives as long as this process serves (`claims` is dropped only at exit).
         task::TASKS_BEGUN.store(claims.begun() as *const [_; 2] as *mut _, std::sync::atomic::Ordering::Relaxed);
