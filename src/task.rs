@@ -327,9 +327,17 @@ fn begin_task() {
 fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus {
     let mut arguments = codec::Values::new(payload);
     for index in 0..count {
-        let task: T = match arguments.next() {
-            Ok(task) => task,
-            Err(e) => return RunStatus::Decode(e),
+        // A `Deserialize` or `Serialize` impl may panic: that is a codec failure of this task,
+        // not a dead worker.
+        let task: T = match unwind::halt_unwinding(|| arguments.next()) {
+            Ok(Ok(task)) => task,
+            Ok(Err(e)) => return RunStatus::Decode(e),
+            Err(payload) => {
+                return RunStatus::Decode(format!(
+                    "the argument's Deserialize panicked: {}",
+                    unwind::payload_message(&*payload)
+                ))
+            }
         };
         begin_task();
         let output = match unwind::halt_unwinding(|| task.run()) {
@@ -339,8 +347,17 @@ fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus
                 return RunStatus::Panic { index, message: unwind::payload_message(&*payload), location };
             }
         };
-        if let Err(e) = codec::encode_into(&output, out) {
-            return RunStatus::Encode(e);
+        let mark = out.len();
+        match unwind::halt_unwinding(|| codec::encode_into(&output, out)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return RunStatus::Encode(e),
+            Err(payload) => {
+                out.truncate(mark);
+                return RunStatus::Encode(format!(
+                    "the result's Serialize panicked: {}",
+                    unwind::payload_message(&*payload)
+                ));
+            }
         }
     }
     match arguments.finish() {

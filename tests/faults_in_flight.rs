@@ -241,3 +241,57 @@ fn parallel_times_each_task_of_a_batch_not_the_batch() {
     assert!(err.is_timeout(), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
 }
+
+/// Its argument's `Deserialize` panics in the worker (the submitting side encodes it fine).
+struct PanicsOnDecode;
+impl serde::Serialize for PanicsOnDecode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+impl<'de> serde::Deserialize<'de> for PanicsOnDecode {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("Deserialize of PanicsOnDecode panics")
+    }
+}
+impl workpool::Task for PanicsOnDecode {
+    type Output = u32;
+    fn run(self) -> u32 {
+        0
+    }
+}
+
+/// Its output's `Serialize` panics in the worker.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PanicsOnEncode;
+#[derive(Debug)]
+struct Unsendable;
+impl serde::Serialize for Unsendable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("Serialize of Unsendable panics")
+    }
+}
+impl<'de> serde::Deserialize<'de> for Unsendable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unsendable)
+    }
+}
+impl workpool::Task for PanicsOnEncode {
+    type Output = Unsendable;
+    fn run(self) -> Unsendable {
+        Unsendable
+    }
+}
+
+workpool::register!(PanicsOnDecode, PanicsOnEncode);
+
+#[test]
+fn a_panic_in_serde_code_is_a_codec_error_and_the_worker_lives_on() {
+    let ex = executor(1);
+    let before = ex.submit(Pid).join().unwrap();
+    let err = ex.submit(PanicsOnDecode).join().unwrap_err();
+    assert!(err.is_codec() && err.to_string().contains("Deserialize panicked"), "{err}");
+    let err = ex.submit(PanicsOnEncode).join().unwrap_err();
+    assert!(err.is_codec() && err.to_string().contains("Serialize panicked"), "{err}");
+    assert_eq!(ex.submit(Pid).join().unwrap(), before, "the worker lived on");
+}

@@ -29,7 +29,9 @@ pub(crate) fn serve_forked(socket: UnixStream, claims: Option<Claims>) -> ! {
 
 fn install_panic_hook() {
     let default = std::panic::take_hook();
-    let print = std::env::var_os("WORKPOOL_WORKER_PANIC_OUTPUT").is_some();
+    // With `panic = "abort"` a panic ends the worker and its report never reaches the
+    // executor: the message must at least reach stderr.
+    let print = std::env::var_os("WORKPOOL_WORKER_PANIC_OUTPUT").is_some() || cfg!(panic = "abort");
     std::panic::set_hook(Box::new(move |info| {
         let location = info.location().map(|l| l.to_string());
         PANIC_LOCATION.with(|slot| *slot.borrow_mut() = location);
