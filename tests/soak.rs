@@ -129,6 +129,12 @@ fn soak_every_fault_at_once_exactly_once_no_process_left() {
             }
             got.push(r);
         }
+        if !sent {
+            // A round after an interrupted one, with no Ctrl-C of its own: nothing of it may
+            // fail as interrupted (work submitted after a Ctrl-C belongs to a new epoch).
+            let wrong = got.iter().filter(|r| r.as_ref().is_err_and(TaskError::is_interrupted)).count();
+            assert_eq!(wrong, 0, "{wrong} tasks of a round without Ctrl-C failed as interrupted");
+        }
         for (id, r) in ids.iter().zip(got) {
             outcomes.insert(*id, r);
         }
