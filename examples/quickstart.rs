@@ -72,7 +72,7 @@ fn main() {
     });
     println!("  scope   1 + 2 + … + 1000000 = {}, 8 borrowed chunks ({})", sums.iter().sum::<u64>(), ms(t));
 
-    println!("\nExecutor: tasks in worker processes (this binary, started again)");
+    println!("\nExecutor: tasks in worker processes (forks of this binary, started again as a fork server)");
     let ex = Executor::reusable().expect("start the executor");
     let t = Instant::now();
     let seven = ex.submit(Square { n: 7 }).join().expect("7²");
