@@ -29,6 +29,7 @@ fn child_program() {
         Ok("failed-start") => failed_start_program(),
         Ok("context") => context_program(),
         Ok("terminal") => terminal_program(),
+        Ok("interrupt-start") => interrupt_start_program(),
         _ => {}
     }
 }
@@ -136,6 +137,43 @@ fn terminal_program() {
     match ex.submit(Noisy(41)).join() {
         Ok(v) => println!("RESULT {v}"),
         Err(e) => println!("FAILED {e}"),
+    }
+}
+
+/// Ctrl-C right after a submit to a cold executor, while its worker is starting: the task must
+/// still be interrupted at once (the slot had no process to kill yet).
+fn interrupt_start_program() {
+    workpool::handle_ctrl_c().unwrap();
+    let mut slow = 0;
+    for round in 0..20 {
+        let ex = Executor::builder().workers(1).build().unwrap();
+        let handle = ex.submit(Nap(3_000));
+        std::thread::sleep(Duration::from_micros(300 * (round % 5)));
+        let start = Instant::now();
+        // What the terminal does on Ctrl-C; a thread is waiting below (join), so it interrupts.
+        let ctrl_c = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(1));
+            unsafe { libc::kill(std::process::id() as i32, libc::SIGINT) };
+        });
+        let err = handle.join().expect_err("interrupted");
+        ctrl_c.join().unwrap();
+        assert!(err.is_interrupted(), "round {round}: {err}");
+        if start.elapsed() > Duration::from_millis(1500) {
+            slow += 1;
+        }
+        ex.shutdown(workpool::Shutdown::CancelQueued);
+    }
+    println!("SLOW {slow} OF 20");
+}
+
+#[test]
+fn a_ctrl_c_while_a_worker_starts_interrupts_its_task_at_once() {
+    for method in ["forkserver", "spawn"] {
+        let mut command = child("interrupt-start");
+        command.env("WORKPOOL_START_METHOD", method);
+        let (ok, stdout, stderr) = run(command);
+        assert!(ok, "{method}: {stdout} {stderr}");
+        assert!(stdout.contains("SLOW 0 OF 20"), "{method}: a join waited for the whole task: {stdout}");
     }
 }
 
