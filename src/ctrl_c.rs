@@ -15,7 +15,10 @@ use crate::error::BuildError;
 use crate::interrupt;
 use std::sync::OnceLock;
 
-/// Installs the Ctrl-C handler (opt-in; calling it again is harmless).
+/// Installs the Ctrl-C handler (opt-in; calling it again is harmless), and Ctrl-Z handling:
+/// worker processes run in process groups of their own, so the terminal's Ctrl-Z (SIGTSTP)
+/// stops only this program; with this installed it stops its workers too, `fg` (SIGCONT)
+/// continues them, and the time stood still does not count against any `task_timeout`.
 ///
 /// # Errors
 /// When another Ctrl-C handler was installed in this process by other means (the `ctrlc` crate
@@ -28,7 +31,10 @@ use std::sync::OnceLock;
 pub fn handle_ctrl_c() -> Result<(), BuildError> {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     INSTALLED
-        .get_or_init(|| ctrlc::set_handler(on_ctrl_c).map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            crate::pause::install();
+            ctrlc::set_handler(on_ctrl_c).map_err(|e| e.to_string())
+        })
         .clone()
         .map_err(|e| BuildError::msg(format!("could not install the Ctrl-C handler: {e}")))
 }

@@ -130,6 +130,7 @@ mod executor;
 pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see its first lines.
 mod interrupt;
 mod parallel;
+mod pause;
 mod process;
 mod rng;
 mod scheduler;

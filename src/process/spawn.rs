@@ -109,6 +109,7 @@ impl Worker {
         // Exited, not yet reaped by us (a child) or perhaps by the server: the group id is still
         // reserved while anything of the group lives, so this reaches only what the task left.
         sys::kill_group(self.pid);
+        crate::pause::remove(self.pid);
         let status = match &self.origin {
             Origin::Child => loop {
                 match sys::try_reap(self.pid) {
@@ -167,6 +168,7 @@ pub(crate) fn start(threads_per_worker: usize, handshake: Duration) -> Result<Wo
     };
     drop(theirs);
     drop(claims_fd);
+    crate::pause::add(pid);
     let worker = Worker { pid, socket: ours, pidfd, origin, claims };
     if let Err((message, sticky)) = handshake_with(&worker, handshake) {
         worker.kill();

@@ -70,6 +70,16 @@ impl Feeder {
     }
 
     pub(super) fn check_timers(&mut self) {
+        if let Some(live) = self.live.as_mut() {
+            // Time the program stood still (Ctrl-Z) counts against no task.
+            let paused = crate::pause::paused_ns();
+            if paused != live.paused_seen {
+                let by = Duration::from_nanos(paused - live.paused_seen);
+                live.paused_seen = paused;
+                live.running_since = live.running_since.map(|t| t + by);
+                live.front_since += by;
+            }
+        }
         self.recall_waiting();
         let Some(live) = self.live.as_mut() else { return };
         // Each task of a batch is timed on its own: the worker counts the tasks it begins.

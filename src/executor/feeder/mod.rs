@@ -110,6 +110,8 @@ struct Live {
     held_back: bool,
     /// The worker's count of tasks begun, when last read (see `check_timers`).
     begun_seen: u64,
+    /// The program's paused time, when last read (see `check_timers`).
+    paused_seen: u64,
     /// No new tasks: close once the in-flight ones are done (recycling).
     retiring: bool,
     kill: Option<Kill>,
@@ -288,6 +290,7 @@ impl Feeder {
                     next_ticket: 1,
                     held_back: false,
                     begun_seen: 0,
+                    paused_seen: crate::pause::paused_ns(),
                     retiring: false,
                     kill: None,
                     fault: None,

@@ -166,6 +166,7 @@ impl ForkServer {
         let pid = posix_spawn(&marker, &[(theirs_high.as_fd(), sys::WORKER_FD)], true, &[])?;
         static AT_EXIT: std::sync::Once = std::sync::Once::new();
         AT_EXIT.call_once(|| sys::at_exit(stop_at_exit));
+        crate::pause::add(pid);
         let server = ForkServer {
             pid,
             control: ours,
@@ -287,6 +288,7 @@ impl ForkServer {
     /// Ends the server: end of stream on the control socket makes it kill and reap its workers
     /// and exit; it is given a moment, then killed. Reaps it. Idempotent.
     fn close(&self) {
+        crate::pause::remove(self.pid);
         let _ = shutdown(self.control.as_fd());
         let deadline = Instant::now() + Duration::from_millis(500);
         while Instant::now() < deadline {
