@@ -31,6 +31,7 @@ fn child_program() {
         Ok("terminal") => terminal_program(),
         Ok("interrupt-start") => interrupt_start_program(),
         Ok("ctrl-z") => ctrl_z_program(),
+        Ok("eat-fd3") => eat_fd3_program(),
         _ => {}
     }
 }
@@ -219,6 +220,33 @@ fn ctrl_z_stops_the_workers_with_the_program_and_fg_continues_them() {
     assert!(stopped, "Ctrl-Z left the program in {program_state:?} and its worker in {worker_state:?}");
     assert!(status.success(), "{status:?}");
     assert_eq!(result.as_deref(), Some("RESULT ok"), "the paused time counted against the task's timeout");
+}
+
+/// One worker started with posix_spawn (its socket on fd 3), a task that reads fd 3 and the ten
+/// tasks queued behind it: their frames are gone, so the worker never takes them.
+fn eat_fd3_program() {
+    std::env::set_var("WORKPOOL_START_METHOD", "spawn");
+    let ex = Executor::builder().workers(1).task_timeout(Duration::from_millis(1500)).build().unwrap();
+    ex.submit(Square(1)).join().unwrap();
+    let eater = ex.submit(EatFd3);
+    // Once it runs (the worker then reads no more of its socket), ten tasks are written behind it.
+    std::thread::sleep(Duration::from_millis(50));
+    let behind: Vec<_> = (0..10u64).map(|i| ex.submit(Square(i))).collect();
+    let start = Instant::now();
+    let ate = eater.join();
+    let got: Vec<u64> = behind.into_iter().map(|h| h.join().unwrap()).collect();
+    println!("ATE {:?} GOT {} IN {} ms", ate.map(|n| n > 0), got.len(), start.elapsed().as_millis());
+    assert_eq!(got, (0..10u64).map(|i| i * i).collect::<Vec<_>>());
+}
+
+#[test]
+fn tasks_whose_frames_a_task_swallowed_still_run_within_the_task_timeout() {
+    let (ok, stdout, stderr) = run(child("eat-fd3"));
+    assert!(ok, "{stdout} {stderr}");
+    let ms: u64 =
+        stdout.split(" IN ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(u64::MAX);
+    assert!(stdout.contains("ATE Ok(true)"), "the task found nothing to swallow: {stdout}");
+    assert!(stdout.contains("GOT 10") && ms < 5_000, "{stdout}");
 }
 
 #[test]

@@ -186,6 +186,21 @@ impl Task for Hazard {
     }
 }
 
+/// Waits a moment, then reads whatever is waiting on its worker's fd 3 (where a worker started
+/// with posix_spawn has its task socket): the frames of the tasks queued behind it vanish.
+#[derive(Serialize, Deserialize)]
+pub struct EatFd3;
+impl Task for EatFd3 {
+    type Output = usize;
+    fn run(self) -> usize {
+        // Long enough for the executor to write the next task behind this one.
+        std::thread::sleep(Duration::from_millis(400));
+        let mut buf = vec![0u8; 1 << 16];
+        let n = unsafe { libc::recv(3, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        n.max(0) as usize
+    }
+}
+
 /// Writes its marker in `dir`, then waits (at most 10 s) until `n` markers are there: true when
 /// all `n` tasks ran at the same time.
 #[derive(Serialize, Deserialize)]
@@ -316,6 +331,7 @@ workpool::register!(
     Cwd,
     Hazard,
     Rendezvous,
+    EatFd3,
     Leak,
     Noisy,
     Unserializable,
