@@ -198,6 +198,8 @@ const CHILD: &str = "WORKPOOL_FAULTS_CHILD";
 fn child_program() {
     match std::env::var(CHILD).as_deref() {
         Ok("orphan") => orphan_parent(),
+        Ok("subprocess-parent") => subprocess_parent(),
+        Ok("subprocess-ctrl-c") => subprocess_ctrl_c(),
         Ok("sigint") => sigint_program(),
         Ok("exit") => exit_program(),
         Ok("sigpipe") => sigpipe_program(),
@@ -269,6 +271,73 @@ fn sigpipe_program() {
     }
     println!("SURVIVED");
     std::process::exit(0);
+}
+
+/// A task starts `sleep 300` and runs on; prints the sleeper's pid, then waits to be killed.
+fn subprocess_parent() {
+    let file = temp_dir("subprocess-parent").join("pid");
+    let ex = executor(1);
+    let busy = ex.submit(Hazard::Subprocess(file.clone(), 60_000));
+    assert!(wait_until(Duration::from_secs(10), || file.exists()));
+    std::thread::sleep(Duration::from_millis(20));
+    println!("SLEEPER {}", std::fs::read_to_string(&file).unwrap().trim());
+    std::thread::sleep(Duration::from_secs(60));
+    drop(busy);
+}
+
+/// The same, interrupted by a real SIGINT while the program waits for the task.
+fn subprocess_ctrl_c() {
+    workpool::handle_ctrl_c().unwrap();
+    let file = temp_dir("subprocess-ctrl-c").join("pid");
+    let ex = executor(1);
+    let busy = ex.submit(Hazard::Subprocess(file.clone(), 60_000));
+    assert!(wait_until(Duration::from_secs(10), || file.exists()));
+    std::thread::sleep(Duration::from_millis(20));
+    println!("SLEEPER {}", std::fs::read_to_string(&file).unwrap().trim());
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        unsafe { libc::kill(std::process::id() as i32, libc::SIGINT) };
+    });
+    let err = busy.join().unwrap_err();
+    println!("JOINED interrupted={}", err.is_interrupted());
+    std::thread::sleep(Duration::from_secs(2)); // the sleeper is checked meanwhile
+    std::process::exit(0);
+}
+
+fn sleeper_of(program: &mut std::process::Child) -> (u32, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let mut lines = BufReader::new(program.stdout.take().unwrap()).lines();
+    let pid = loop {
+        let line = lines.next().expect("child output").unwrap();
+        if let Some(pid) = line.strip_prefix("SLEEPER ") {
+            break pid.parse().unwrap();
+        }
+    };
+    (pid, lines)
+}
+
+#[test]
+fn a_tasks_subprocess_dies_when_the_program_is_killed() {
+    become_subreaper();
+    let mut program = child("subprocess-parent");
+    let (sleeper, _lines) = sleeper_of(&mut program);
+    let _guard = KillOnDrop(vec![sleeper]);
+    program.kill().unwrap();
+    program.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(3), || reap_if_ours(sleeper) || process_gone(sleeper)),
+        "sleep 300 outlived the program"
+    );
+}
+
+#[test]
+fn a_tasks_subprocess_dies_with_a_ctrl_c_that_interrupts_it() {
+    let mut program = child("subprocess-ctrl-c");
+    let (sleeper, mut lines) = sleeper_of(&mut program);
+    let _guard = KillOnDrop(vec![sleeper]);
+    let joined = lines.find_map(|l| l.ok().filter(|l| l.starts_with("JOINED")));
+    assert_eq!(joined.as_deref(), Some("JOINED interrupted=true"));
+    assert!(wait_until(Duration::from_secs(2), || process_gone(sleeper)), "sleep 300 outlived the Ctrl-C");
+    program.wait().unwrap();
 }
 
 fn child(mode: &str) -> std::process::Child {
