@@ -12,6 +12,9 @@
 //!   channels per task and runs out of file descriptors around 500 in flight) and W = all.
 //! * **map**: `Executor::map` over `WORKPOOL_BENCH_MAP` (default 1,000,000) tiny tasks, one task
 //!   per item (no batching), tasks/s.
+//! * **long**: right after 20,000 tiny tasks (the prefetch window at its largest), 8 tasks of
+//!   100 ms through `map` and 2 tasks of 300 ms submitted together: wall time, against the ideal
+//!   of every worker busy (400 ms and 300 ms).
 //! * **rss**: `VmRSS` of each worker process after the above (procspawn: its pool's workers).
 //! * **crash**: a task calls `std::process::abort()`; after its `join` reports the worker's
 //!   death, time `submit` + `join` of the next tiny task (`WORKPOOL_BENCH_CRASH_RUNS` times,
@@ -30,7 +33,7 @@
 //!
 //! Python peers: run `python3 /work/shared/bench/peers.py 20000 > peers.txt` (in the same
 //! session) and set `WORKPOOL_BENCH_PEERS=peers.txt`: their figures are added as rows.
-//! `WORKPOOL_BENCH_ONLY=cold,submit,map,rss,idle,crash,resident,payload` picks scenarios.
+//! `WORKPOOL_BENCH_ONLY=cold,submit,map,long,rss,idle,crash,resident,payload` picks scenarios.
 //!
 //! Run: `CARGO_TARGET_DIR=target/bench-helper cargo bench --bench executor`
 
@@ -78,7 +81,18 @@ impl Task for Bytes {
     }
 }
 
-workpool::register!(Tiny, Abort, Bytes);
+/// Sleeps this many milliseconds (a long task).
+#[derive(Serialize, Deserialize)]
+struct Sleep(u64);
+
+impl Task for Sleep {
+    type Output = ();
+    fn run(self) {
+        std::thread::sleep(Duration::from_millis(self.0));
+    }
+}
+
+workpool::register!(Tiny, Abort, Bytes, Sleep);
 
 fn tiny(x: u64) -> u64 {
     x.wrapping_mul(x) + 1
@@ -228,6 +242,27 @@ fn main() {
         table.row(&name, &pct_wp, "procspawn::Pool(2)", &pct_ps, |v| format!("{v:.3}%"));
         let (w_wp, w_ps) = (wakeups(a_wp, b_wp), wakeups(a_ps, b_ps));
         table.row("idle executor wake-ups per s (lower)", &w_wp, "procspawn::Pool(2)", &w_ps, |v| format!("{v:.1}"));
+    }
+
+    // (d2) long tasks right after a burst of tiny ones (the window is at its largest then): they
+    // must spread over every worker. Ideal: 8 × 100 ms on 2 workers = 400 ms; 2 × 300 ms = 300 ms.
+    if selected("long") {
+        let (mut eight, mut two) = (vec![], vec![]);
+        for _ in 0..runs {
+            windowed_workpool(&ex, 20_000, PS_WINDOW);
+            std::thread::sleep(Duration::from_millis(20));
+            let start = Instant::now();
+            ex.map((0..8).map(|_| Sleep(100))).for_each(|r| r.expect("sleep"));
+            eight.push(ms(start.elapsed()));
+            windowed_workpool(&ex, 20_000, PS_WINDOW);
+            std::thread::sleep(Duration::from_millis(20));
+            let start = Instant::now();
+            let handles: Vec<_> = (0..2).map(|_| ex.submit(Sleep(300))).collect();
+            handles.into_iter().for_each(|h| h.join().expect("sleep"));
+            two.push(ms(start.elapsed()));
+        }
+        table.row("8 × 100 ms tasks after 20,000 tiny ones, 2 workers, ms (ideal 400)", &eight, "", &[], fmt_ms);
+        table.row("2 × 300 ms tasks after 20,000 tiny ones, 2 workers, ms (ideal 300)", &two, "", &[], fmt_ms);
     }
 
     // (e) crash → next result.
