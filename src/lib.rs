@@ -83,7 +83,7 @@
 //! | joblib's front end | [`Parallel`], [`Backend`], [`ParallelIter`] | `parallel/` (options, runner, sizer, iterator, progress) |
 //! | the thread pool | [`ThreadPool`], [`ThreadPoolBuilder`], [`Scope`], [`ScopeFifo`], [`BroadcastContext`], [`Yield`], [`current_num_threads`], [`current_thread_index`], [`yield_now`] | `thread_pool/` (registry and calls across pools, join, scope, broadcast, jobs, latches) |
 //! | the work-stealing scheduler under both | — | `scheduler/` (deques and stealing; `sleep.rs`: the sleep protocol and why no wake-up is lost) |
-//! | Ctrl-C | [`handle_ctrl_c`] | `ctrl_c.rs`, over `interrupt.rs` |
+//! | Ctrl-C and Ctrl-Z | [`handle_ctrl_c`] | `ctrl_c.rs`, over `interrupt.rs`; `pause.rs` |
 //! | errors | [`TaskError`], [`ErrorKind`], [`BuildError`] | `error.rs` |
 //! | CPUs | [`cpu_count`] | `cpu.rs` |
 //!
