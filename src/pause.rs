@@ -44,6 +44,12 @@ fn signal_all(signal: libc::c_int) {
     }
 }
 
+/// True from a stop until its continue was accounted: a feeder that wakes up after `fg` may run
+/// before the SIGCONT handler has added the pause, and must not judge a timeout meanwhile.
+pub(crate) fn stopped() -> bool {
+    STOPPED_AT.load(Ordering::SeqCst) != 0
+}
+
 /// The time the program stood still so far, in ns: feeders move their task clocks by what it
 /// grew since they last looked.
 pub(crate) fn paused_ns() -> u64 {
@@ -53,12 +59,10 @@ pub(crate) fn paused_ns() -> u64 {
 extern "C" fn on_stop(_: libc::c_int) {
     STOPPED_AT.store(crate::sys::monotonic_ns(), Ordering::SeqCst);
     signal_all(libc::SIGSTOP);
-    // SAFETY: signal(2) and raise(3) are async-signal-safe. SIGTSTP is blocked while this
-    // handler runs: with its default action back, it stops the program once we return.
-    unsafe {
-        libc::signal(libc::SIGTSTP, libc::SIG_DFL);
-        libc::raise(libc::SIGTSTP);
-    }
+    // SAFETY: raise(3) is async-signal-safe. SIGSTOP, not SIGTSTP with its default action back:
+    // a stop signal to an orphaned process group (a program not run from a terminal's job
+    // control) is discarded, and the program would run on with its workers stopped.
+    unsafe { libc::raise(libc::SIGSTOP) };
 }
 
 extern "C" fn on_continue(_: libc::c_int) {
@@ -67,29 +71,21 @@ extern "C" fn on_continue(_: libc::c_int) {
         PAUSED.fetch_add(crate::sys::monotonic_ns().saturating_sub(at), Ordering::SeqCst);
     }
     signal_all(libc::SIGCONT);
-    install_stop();
 }
 
-fn install_stop() {
+fn handle(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
     // SAFETY: sigaction with a valid, zeroed struct and an async-signal-safe handler.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_sigaction = handler as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGTSTP, &action, std::ptr::null_mut());
+        libc::sigaction(signal, &action, std::ptr::null_mut());
     }
 }
 
 /// Installs the SIGTSTP and SIGCONT handlers (from `handle_ctrl_c`).
 pub(crate) fn install() {
-    install_stop();
-    // SAFETY: as above.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_continue as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGCONT, &action, std::ptr::null_mut());
-    }
+    handle(libc::SIGTSTP, on_stop);
+    handle(libc::SIGCONT, on_continue);
 }

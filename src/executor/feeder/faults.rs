@@ -80,6 +80,9 @@ impl Feeder {
                 live.front_since += by;
             }
         }
+        if crate::pause::stopped() {
+            return; // just continued after a Ctrl-Z: its time is added first (see `pause.rs`)
+        }
         self.recall_waiting();
         let Some(live) = self.live.as_mut() else { return };
         // Each task of a batch is timed on its own: the worker counts the tasks it begins.
