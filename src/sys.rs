@@ -22,22 +22,7 @@ pub(crate) struct Ready {
 /// Waits until `fd` is readable (or writable, when `want_write`), or `timeout` passes
 /// (`None`: no limit). Interrupted waits return an empty `Ready`.
 pub(crate) fn poll(fd: BorrowedFd<'_>, want_write: bool, timeout: Option<Duration>) -> io::Result<Ready> {
-    let mut events = libc::POLLIN;
-    if want_write {
-        events |= libc::POLLOUT;
-    }
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-    let n = ppoll(std::slice::from_mut(&mut pfd), timeout);
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::Interrupted { Ok(Ready::default()) } else { Err(err) };
-    }
-    let r = pfd.revents;
-    Ok(Ready {
-        readable: r & libc::POLLIN != 0,
-        writable: r & libc::POLLOUT != 0,
-        hangup: r & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
-    })
+    Ok(poll_many(&[(fd, want_write)], timeout)?[0])
 }
 
 /// What `poll` saw on each of several descriptors, waiting at most `timeout` (`None`: no
