@@ -184,7 +184,7 @@ fn the_next_task_after_a_crash_is_served_quickly() {
     crash_error(&ex, Crash::Abort);
     let start = Instant::now();
     ex.submit(Square(2)).join().unwrap();
-    // The target is 2 ms (see benches/executor.rs); a test on a loaded 2-core CI machine only
+    // The target is 2 ms (see benchmarks/benches/executor.rs); a test on a loaded 2-core CI machine only
     // guards against gross regressions.
     assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
 }

@@ -35,7 +35,7 @@
 //! session) and set `WORKPOOL_BENCH_PEERS=peers.txt`: their figures are added as rows.
 //! `WORKPOOL_BENCH_ONLY=cold,submit,map,long,rss,idle,crash,resident,payload` picks scenarios.
 //!
-//! Run: `CARGO_TARGET_DIR=target/bench-helper cargo bench --bench executor`
+//! Run: `CARGO_TARGET_DIR=target/bench-helper cargo bench -p workpool-benchmarks --bench executor`
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

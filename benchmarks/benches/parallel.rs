@@ -21,7 +21,7 @@
 //! files: separate with `:`) to add them as rows.
 //! `WORKPOOL_BENCH_ONLY=tiny,cpu` picks scenarios.
 //!
-//! Run: `CARGO_TARGET_DIR=target/bench-helper cargo bench --bench parallel`
+//! Run: `CARGO_TARGET_DIR=target/bench-helper cargo bench -p workpool-benchmarks --bench parallel`
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,7 @@ fn main() {
     let cpu_tasks = env_usize("WORKPOOL_BENCH_CPU_TASKS", 40);
     let cpu_ms = env_usize("WORKPOOL_BENCH_CPU_MS", 15);
     let peers = python_peers();
-    let procs = Parallel::new().n_jobs(JOBS).progress(false);
+    let procs = Parallel::new().n_jobs(JOBS);
     let threads = procs.clone().backend(Backend::Threads);
     let rayon_pool = rayon::ThreadPoolBuilder::new().num_threads(JOBS as usize).build().expect("rayon pool");
     println!("workpool::Parallel n_jobs({JOBS}) vs rayon / joblib / loky; {runs} runs, medians");
@@ -127,11 +127,11 @@ fn main() {
     if selected("cpu") {
         let iters = calibrate(Duration::from_millis(cpu_ms as u64));
         let make = || (0..cpu_tasks as u64).map(|seed| Spin { iters, seed });
-        let expected: Vec<u64> = Parallel::new().n_jobs(1).progress(false).run(make()).expect("inline");
+        let expected: Vec<u64> = Parallel::new().n_jobs(1).run(make()).expect("inline");
         procs.run(make()).expect("warm-up");
         let (mut seq, mut sp_p, mut sp_t, mut sp_c) = (vec![], vec![], vec![], vec![]);
         for _ in 0..env_usize("WORKPOOL_BENCH_CPU_RUNS", runs.max(11)) {
-            let inline = Parallel::new().n_jobs(1).progress(false);
+            let inline = Parallel::new().n_jobs(1);
             let s = time(|| assert_eq!(inline.run(make()).expect("inline"), expected));
             let p = time(|| assert_eq!(procs.run(make()).expect("processes"), expected));
             let t = time(|| assert_eq!(threads.run(make()).expect("threads"), expected));
