@@ -1,6 +1,6 @@
 //! `#[workpool::task]` at run time: the generated types run on both backends, through
 //! `submit`, `map` and `Parallel`, and the functions stay callable as they were written. (What
-//! it refuses at compile time is in `task_attr_ui.rs`.)
+//! it refuses at compile time is in `macros/tests/task_attr_ui.rs`.)
 
 use serde::{Deserialize, Serialize};
 use workpool::{Backend, Executor, Parallel, Task};
@@ -83,7 +83,7 @@ fn generated_types_run_in_worker_processes() {
 #[test]
 fn generated_types_run_in_parallel_on_both_backends() {
     for backend in [Backend::Processes, Backend::Threads] {
-        let parallel = Parallel::new().n_jobs(2).backend(backend).progress(false);
+        let parallel = Parallel::new().n_jobs(2).backend(backend);
         let sums = parallel.run((0..1000).map(|a| Add { a, b: a })).unwrap();
         assert_eq!(sums, (0..1000).map(|a| 2 * a).collect::<Vec<_>>(), "{backend:?}");
         let pids = parallel.run((0..4).map(|_| Pid)).unwrap();

@@ -3,8 +3,8 @@
 //! and go (they start lazily, exit when idle past the idle timeout, and come back on demand).
 //!
 //! ```text
-//! cargo run --release --example repl
-//! cargo run --release --example repl -- --workers 4 --idle-timeout 5 --task-timeout 10
+//! cargo run --release -p workpool-repl
+//! cargo run --release -p workpool-repl -- --workers 4 --idle-timeout 5 --task-timeout 10
 //! ```
 //!
 //! Things to try: `run`, then `workers`; wait five seconds (the idle workers exit, and say so);
@@ -13,7 +13,7 @@
 //!
 //! Line editing and history come from rustyline. When standard input is not a terminal the shell
 //! reads it line by line and echoes each command after its prompt, so a script piped in reads
-//! like a session (this is how `tests/repl.rs` drives it).
+//! like a session (this is how `repl/tests/repl.rs` drives it).
 
 use rustyline::error::ReadlineError;
 use rustyline::{

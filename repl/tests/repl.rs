@@ -1,4 +1,4 @@
-//! Drives `examples/repl.rs` as a person would: types commands, presses Ctrl-C during long
+//! Drives the shell (`repl/src/main.rs`) as a person would: types commands, presses Ctrl-C during long
 //! commands and at the prompt, waits for idle workers to leave, and quits; then checks that
 //! every worker process the shell ever named is gone.
 //!
@@ -7,8 +7,7 @@
 //! Ctrl-C is the byte 0x03 that the terminal turns into SIGINT, or that rustyline reads as a key
 //! at the prompt.
 //!
-//! `cargo test` builds the examples before it runs this file; `cargo test --test repl` alone
-//! does not, so build the shell first there (`cargo build --example repl`).
+//! Cargo builds the shell's binary before it runs this file (`CARGO_BIN_EXE_workpool-repl`).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -32,18 +31,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `target/<profile>/examples/repl`, next to `target/<profile>/deps/repl-HASH` (this test).
+/// The shell's binary, built by cargo for this test.
 fn repl_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let path = profile_dir.join("examples").join("repl");
-    assert!(
-        path.is_file(),
-        "{} is missing: `cargo test` builds the examples first, `cargo test --test repl` alone does not \
-         (run `cargo build --example repl` before it)",
-        path.display()
-    );
-    path
+    PathBuf::from(env!("CARGO_BIN_EXE_workpool-repl"))
 }
 
 /// Orphaned workers become our children (so that we can reap them and look for leftovers
