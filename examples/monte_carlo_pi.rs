@@ -66,7 +66,7 @@ fn main() {
     let start = Instant::now();
     let tasks = (0..TASKS).map(|i| Darts { seed: 0x5EED_0000 + i, darts: DARTS_PER_TASK });
     let (mut hits, mut darts, mut next_report) = (0u64, 0u64, 1u64);
-    for (done, result) in (1u64..).zip(Parallel::new().progress(false).iter(tasks)) {
+    for (done, result) in (1u64..).zip(Parallel::new().iter(tasks)) {
         hits += result.expect("darts never fail");
         darts += DARTS_PER_TASK;
         if done == next_report || done == TASKS {

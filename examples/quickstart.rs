@@ -92,7 +92,6 @@ fn main() {
         let t = Instant::now();
         let steps = Parallel::new()
             .backend(backend)
-            .progress(false)
             .run((1..=100_000).map(|n| Collatz { n }))
             .expect("collatz");
         let (best, n) = steps.iter().zip(1u64..).max().expect("non-empty");

@@ -69,7 +69,7 @@ where
     let mut reference = None;
     setups.map(|parallel| {
         let start = Instant::now();
-        let out = parallel.progress(false).run(make()).expect("no task fails");
+        let out = parallel.run(make()).expect("no task fails");
         let elapsed = start.elapsed();
         match &reference {
             None => reference = Some(out),
@@ -84,7 +84,7 @@ fn main() {
     let jobs = workpool::cpu_count();
     // Start the worker processes and threads now: start-up is not what is compared here.
     for backend in [Backend::Threads, Backend::Processes] {
-        Parallel::new().backend(backend).progress(false).run((0..64).map(Tiny)).expect("warm-up");
+        Parallel::new().backend(backend).run((0..64).map(Tiny)).expect("warm-up");
     }
 
     println!("the same tasks three ways: inline (n_jobs = 1), {jobs} threads, {jobs} worker processes\n");

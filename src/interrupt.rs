@@ -36,6 +36,7 @@ impl Drop for Waiting {
 }
 
 /// True when some thread is waiting for a result.
+#[cfg(feature = "ctrlc")]
 pub(crate) fn anyone_waiting() -> bool {
     WAITING.load(Ordering::SeqCst) > 0
 }
@@ -46,6 +47,7 @@ pub(crate) fn epoch() -> u64 {
 }
 
 /// Starts a new interrupt epoch; returns it.
+#[cfg(feature = "ctrlc")]
 pub(crate) fn begin() -> u64 {
     EPOCH.fetch_add(1, Ordering::SeqCst) + 1
 }

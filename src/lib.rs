@@ -118,12 +118,14 @@
 //! Linux (5.3 or later: pidfds). Worker processes rely on `/proc/self/exe`, `PR_SET_PDEATHSIG`,
 //! pidfds and `/proc` for their memory use. `WORKPOOL_START_METHOD=spawn` starts every worker
 //! with `posix_spawn` instead of forking it from the fork server.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 // The examples must show `fn main`: `workpool::init()` has to be its first statement.
 #![allow(clippy::needless_doctest_main)]
 
 mod codec;
 mod cpu;
+#[cfg(feature = "ctrlc")]
 mod ctrl_c;
 mod error;
 mod executor;
@@ -142,6 +144,8 @@ mod thread_pool;
 mod unwind;
 
 pub use cpu::cpu_count;
+#[cfg(feature = "ctrlc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ctrlc")))]
 pub use ctrl_c::handle_ctrl_c;
 pub use error::{BuildError, ErrorKind, TaskError};
 pub use executor::{

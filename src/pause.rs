@@ -34,6 +34,7 @@ pub(crate) fn remove(pgid: u32) {
 }
 
 /// Sends `signal` to every group (from a signal handler).
+#[cfg(feature = "ctrlc")]
 fn signal_all(signal: libc::c_int) {
     for entry in &GROUPS {
         let pgid = entry.load(Ordering::SeqCst);
@@ -56,6 +57,7 @@ pub(crate) fn paused_ns() -> u64 {
     PAUSED.load(Ordering::SeqCst)
 }
 
+#[cfg(feature = "ctrlc")]
 extern "C" fn on_stop(_: libc::c_int) {
     STOPPED_AT.store(crate::sys::monotonic_ns(), Ordering::SeqCst);
     signal_all(libc::SIGSTOP);
@@ -65,6 +67,7 @@ extern "C" fn on_stop(_: libc::c_int) {
     unsafe { libc::raise(libc::SIGSTOP) };
 }
 
+#[cfg(feature = "ctrlc")]
 extern "C" fn on_continue(_: libc::c_int) {
     let at = STOPPED_AT.swap(0, Ordering::SeqCst);
     if at != 0 {
@@ -73,6 +76,7 @@ extern "C" fn on_continue(_: libc::c_int) {
     signal_all(libc::SIGCONT);
 }
 
+#[cfg(feature = "ctrlc")]
 fn handle(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
     // SAFETY: sigaction with a valid, zeroed struct and an async-signal-safe handler.
     unsafe {
@@ -85,6 +89,7 @@ fn handle(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
 }
 
 /// Installs the SIGTSTP and SIGCONT handlers (from `handle_ctrl_c`).
+#[cfg(feature = "ctrlc")]
 pub(crate) fn install() {
     handle(libc::SIGTSTP, on_stop);
     handle(libc::SIGCONT, on_continue);

@@ -95,7 +95,7 @@ fn each_construct_fails_its_task_alone_with_advice() {
 
 #[test]
 fn the_same_tasks_run_on_threads() {
-    let threads = Parallel::new().backend(Backend::Threads).progress(false);
+    let threads = Parallel::new().backend(Backend::Threads);
     let described = threads.run([Describe { value: Loose::Number(1) }]).unwrap();
     assert_eq!(described, ["Number(1)"]);
     assert_eq!(threads.run([Loosen { n: 2 }]).unwrap(), [Loose::Number(2)]);

@@ -125,7 +125,7 @@ fn parallel_on_threads_keeps_a_bounded_number_of_threads() {
     let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
     let before = threads();
     for n in 2..=12 {
-        let got = Parallel::new().n_jobs(n).backend(Backend::Threads).progress(false).run((0..20).map(Square)).unwrap();
+        let got = Parallel::new().n_jobs(n).backend(Backend::Threads).run((0..20).map(Square)).unwrap();
         assert_eq!(got.len(), 20);
     }
     std::thread::sleep(Duration::from_millis(100));
@@ -232,12 +232,12 @@ fn tasks_queued_for_a_stopped_worker_run_on_the_other_one() {
 fn parallel_times_each_task_of_a_batch_not_the_batch() {
     let ex = Executor::builder().workers(2).task_timeout(Duration::from_millis(500)).build().unwrap();
     // 50 tasks of 20 ms per batch: 1 s per batch, no task near the limit.
-    let got = Parallel::new().executor(ex.clone()).batch_size(50).progress(false).run((0..100).map(|_| Nap(20)));
+    let got = Parallel::new().executor(ex.clone()).batch_size(50).run((0..100).map(|_| Nap(20)));
     assert_eq!(got.expect("no task ran past its timeout").len(), 100);
     // A task that does hang in a batch is still stopped.
     let tasks = (0..10).map(|i| Nap(if i == 5 { 60_000 } else { 10 }));
     let start = Instant::now();
-    let err = Parallel::new().executor(ex).batch_size(10).progress(false).run(tasks).unwrap_err();
+    let err = Parallel::new().executor(ex).batch_size(10).run(tasks).unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
 }

@@ -19,7 +19,7 @@ struct Nested(u64);
 impl Task for Nested {
     type Output = (Vec<u64>, usize, bool);
     fn run(self) -> (Vec<u64>, usize, bool) {
-        let inner = Parallel::new().n_jobs(2).progress(false).run((0..self.0).map(Square)).unwrap();
+        let inner = Parallel::new().n_jobs(2).run((0..self.0).map(Square)).unwrap();
         let mut children = 0;
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
@@ -55,17 +55,17 @@ fn squares(n: u64) -> Vec<u64> {
 fn both_backends_and_inline_give_ordered_results() {
     for backend in [Backend::Threads, Backend::Processes] {
         for jobs in [1, 2, -1] {
-            let got = Parallel::new().n_jobs(jobs).backend(backend).progress(false).run((0..5000).map(Square)).unwrap();
+            let got = Parallel::new().n_jobs(jobs).backend(backend).run((0..5000).map(Square)).unwrap();
             assert_eq!(got, squares(5000), "{backend:?} n_jobs={jobs}");
         }
     }
-    assert_eq!(Parallel::new().progress(false).run(Vec::<Square>::new()).unwrap(), Vec::<u64>::new());
+    assert_eq!(Parallel::new().run(Vec::<Square>::new()).unwrap(), Vec::<u64>::new());
 }
 
 #[test]
 fn fixed_batch_sizes_keep_order_and_cover_every_task() {
     for size in [1, 7, 1000, 100_000] {
-        let got = Parallel::new().n_jobs(2).batch_size(size).progress(false).run((0..3001).map(Square)).unwrap();
+        let got = Parallel::new().n_jobs(2).batch_size(size).run((0..3001).map(Square)).unwrap();
         assert_eq!(got, squares(3001), "batch_size {size}");
     }
 }
@@ -76,7 +76,6 @@ fn unordered_streaming_yields_everything_once() {
         let mut got: Vec<u64> = Parallel::new()
             .n_jobs(2)
             .backend(backend)
-            .progress(false)
             .iter_unordered((0..2000).map(Square))
             .map(Result::unwrap)
             .collect();
@@ -94,7 +93,7 @@ fn a_slow_consumer_holds_back_dispatch() {
             counter.fetch_add(1, Ordering::Relaxed);
             Square(x)
         });
-        let mut stream = Parallel::new().n_jobs(2).backend(backend).batch_size(10).progress(false).iter(input);
+        let mut stream = Parallel::new().n_jobs(2).backend(backend).batch_size(10).iter(input);
         for i in 0..100u64 {
             assert_eq!(stream.next().unwrap().unwrap(), i * i);
             std::thread::sleep(Duration::from_micros(200)); // a slow consumer
@@ -110,7 +109,7 @@ fn the_first_error_ends_the_call_and_cancels_the_rest() {
     for backend in [Backend::Threads, Backend::Processes] {
         let start = Instant::now();
         let tasks = (0..400u64).map(|x| Slow { x, ms: 10, fail: x == 5 });
-        let err = Parallel::new().n_jobs(2).backend(backend).batch_size(1).progress(false).run(tasks).unwrap_err();
+        let err = Parallel::new().n_jobs(2).backend(backend).batch_size(1).run(tasks).unwrap_err();
         assert!(err.is_panic(), "{err:?}");
         assert!(err.to_string().contains("task 5 failed on purpose"), "{err}");
         // 400 × 10 ms over 2 jobs would take 2 s; the rest must have been cancelled.
@@ -122,7 +121,7 @@ fn the_first_error_ends_the_call_and_cancels_the_rest() {
 fn an_error_does_not_kill_healthy_workers() {
     let ex = Executor::builder().workers(2).build().unwrap();
     let before: std::collections::BTreeSet<u32> = ex.map((0..6).map(|_| Nap(20))).map(Result::unwrap).collect();
-    let err = Parallel::new().executor(ex.clone()).n_jobs(2).progress(false).run(vec![Panic("p".into())]).unwrap_err();
+    let err = Parallel::new().executor(ex.clone()).n_jobs(2).run(vec![Panic("p".into())]).unwrap_err();
     assert!(err.is_panic());
     let after: std::collections::BTreeSet<u32> = ex.map((0..6).map(|_| Nap(20))).map(Result::unwrap).collect();
     assert_eq!(before, after, "the same worker processes are still serving");
@@ -130,9 +129,9 @@ fn an_error_does_not_kill_healthy_workers() {
 
 #[test]
 fn a_crash_on_the_process_backend_is_an_error_not_a_hang() {
-    let err = Parallel::new().n_jobs(2).progress(false).run(vec![Crash::Abort, Crash::Abort]).unwrap_err();
+    let err = Parallel::new().n_jobs(2).run(vec![Crash::Abort, Crash::Abort]).unwrap_err();
     assert!(err.is_worker_death(), "{err:?}");
-    let again = Parallel::new().n_jobs(2).progress(false).run((0..10).map(Square)).unwrap();
+    let again = Parallel::new().n_jobs(2).run((0..10).map(Square)).unwrap();
     assert_eq!(again, squares(10));
 }
 
@@ -140,7 +139,7 @@ fn a_crash_on_the_process_backend_is_an_error_not_a_hang() {
 fn long_tasks_spread_over_every_worker() {
     // Its own executor: the reusable one is shared with the tests running beside this one.
     let ex = Executor::builder().workers(2).build().unwrap();
-    let pids = Parallel::new().executor(ex).n_jobs(2).progress(false).run((0..8).map(|_| Nap(50))).unwrap();
+    let pids = Parallel::new().executor(ex).n_jobs(2).run((0..8).map(|_| Nap(50))).unwrap();
     let distinct: std::collections::BTreeSet<u32> = pids.into_iter().collect();
     assert_eq!(distinct.len(), 2, "auto-batching must not put long tasks on one worker");
 }
@@ -171,7 +170,7 @@ fn thread_caps_are_seen_inside_workers() {
 #[test]
 fn an_explicit_executor_is_used_even_with_one_job() {
     let ex = Executor::builder().workers(1).build().unwrap();
-    let pids = Parallel::new().executor(ex).n_jobs(1).progress(false).run((0..5).map(|_| Pid)).unwrap();
+    let pids = Parallel::new().executor(ex).n_jobs(1).run((0..5).map(|_| Pid)).unwrap();
     assert!(pids.iter().all(|&p| p != std::process::id()), "ran inline instead of on the executor");
 }
 

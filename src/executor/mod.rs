@@ -35,6 +35,7 @@ pub use builder::{ExecutorBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEO
 pub(crate) use completion::Notify;
 pub use handle::TaskHandle;
 pub use map::Map;
+#[cfg(feature = "ctrlc")]
 pub(crate) use shared::interrupt_all;
 
 use crate::codec;

@@ -116,6 +116,7 @@ impl Shared {
     /// tasks from before it fail as interrupted). Work submitted since stays queued. A slot
     /// whose worker is still starting has no process to kill: its feeder sees the epoch once
     /// the start is over and fails the task then.
+    #[cfg(feature = "ctrlc")]
     fn interrupt(&self, epoch: u64) {
         let mut newer = Vec::new();
         self.queue.drain(|env| {
@@ -208,6 +209,7 @@ pub(crate) fn register(shared: &Arc<Shared>) {
 
 /// Interrupts every live executor (Ctrl-C, see `ctrl_c.rs`): queued tasks fail, busy worker
 /// processes are killed, the executors stay usable.
+#[cfg(feature = "ctrlc")]
 pub(crate) fn interrupt_all(epoch: u64) {
     let live: Vec<Arc<Shared>> = LIVE.lock().iter().filter_map(Weak::upgrade).collect();
     for shared in live {

@@ -79,13 +79,13 @@ impl Default for Parallel {
 }
 
 impl Parallel {
-    /// All CPUs, processes, automatic batches, a progress bar on a terminal.
+    /// All CPUs, processes, automatic batches, nothing drawn (no progress bar, no log lines).
     pub fn new() -> Self {
         Parallel {
             n_jobs: -1,
             backend: Backend::default(),
             batch_size: None,
-            progress: true,
+            progress: false,
             verbose: 0,
             executor: None,
         }
@@ -122,7 +122,27 @@ impl Parallel {
         self
     }
 
-    /// Show a progress bar (done/total, rate, ETA) on stderr when it is a terminal (default on).
+    /// Show a progress bar (done/total, rate, ETA) on stderr while the run lasts, when stderr is
+    /// a terminal (default off: a library draws nothing it was not asked to). Needs the cargo
+    /// feature `progress` (the `indicatif` crate); [`verbose`](Self::verbose) needs none.
+    ///
+    /// ```no_run
+    /// use workpool::{Backend, Parallel};
+    ///
+    /// #[workpool::task]
+    /// fn slow_square(n: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(10));
+    ///     n * n
+    /// }
+    ///
+    /// # fn main() {
+    /// # workpool::init();
+    /// let squares = Parallel::new().progress(true).run((0..500).map(|n| SlowSquare { n })).unwrap();
+    /// assert_eq!(squares[20], 400);
+    /// # }
+    /// ```
+    #[cfg(feature = "progress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
     pub fn progress(mut self, show: bool) -> Self {
         self.progress = show;
         self

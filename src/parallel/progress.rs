@@ -1,8 +1,20 @@
-//! What a `Parallel` run shows while it runs: an indicatif bar on a terminal, and/or joblib's
-//! `verbose` log lines.
+//! What a `Parallel` run shows while it runs: an indicatif bar on a terminal (feature
+//! `progress`), and/or joblib's `verbose` log lines.
 
+#[cfg(feature = "progress")]
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Instant;
+
+/// Without the `progress` feature there is no bar: `Parallel::progress` does not exist, and
+/// `show` is always false.
+#[cfg(not(feature = "progress"))]
+struct ProgressBar;
+
+#[cfg(not(feature = "progress"))]
+impl ProgressBar {
+    fn inc(&self, _: u64) {}
+    fn finish_and_clear(&self) {}
+}
 
 /// Progress of one run (owned by its iterator, on the consuming thread).
 pub(crate) struct Progress {
@@ -15,6 +27,13 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    #[cfg(not(feature = "progress"))]
+    pub(crate) fn new(show: bool, verbose: u32, _total: Option<usize>, jobs: usize) -> Self {
+        debug_assert!(!show, "Parallel::progress needs the `progress` feature");
+        Progress { bar: None, verbose, jobs, done: 0, next_log: 1, start: Instant::now() }
+    }
+
+    #[cfg(feature = "progress")]
     pub(crate) fn new(show: bool, verbose: u32, total: Option<usize>, jobs: usize) -> Self {
         let bar = show.then(|| {
             let bar = ProgressBar::with_draw_target(total.map(|t| t as u64), ProgressDrawTarget::stderr());
