@@ -115,13 +115,37 @@
 //!
 //! # Platforms
 //!
-//! Linux (5.3 or later: pidfds). Worker processes rely on `/proc/self/exe`, `PR_SET_PDEATHSIG`,
-//! pidfds and `/proc` for their memory use. `WORKPOOL_START_METHOD=spawn` starts every worker
-//! with `posix_spawn` instead of forking it from the fork server.
+//! Linux only (5.3 or later: pidfds), on every architecture Rust supports there; tested on
+//! x86_64. Worker processes rely on `/proc/self/exe`, `PR_SET_PDEATHSIG`, pidfds, `memfd_create`,
+//! `SCM_RIGHTS` and `/proc` for their memory use, and nothing of the kind is emulated elsewhere:
+//! on any other system the crate does not compile, with an error that names the system, rather
+//! than build with guarantees that silently do not hold (no parent-death signal on macOS, no
+//! memory ceiling). `WORKPOOL_START_METHOD=spawn` starts every worker with `posix_spawn` instead
+//! of forking it from the fork server.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 // The examples must show `fn main`: `workpool::init()` has to be its first statement.
 #![allow(clippy::needless_doctest_main)]
+
+#[cfg(windows)]
+compile_error!(
+    "workpool does not support Windows: its worker processes need Linux (fork server, pidfds, \
+     PR_SET_PDEATHSIG, memfd, SCM_RIGHTS). Run it under WSL 2 (Linux), or use a thread pool such as rayon."
+);
+#[cfg(target_os = "macos")]
+compile_error!(
+    "workpool does not support macOS: it has no pidfds, no PR_SET_PDEATHSIG (workers could outlive \
+     a killed parent) and no memfd. workpool needs Linux 5.3 or later; on a Mac, build and run \
+     inside a Linux container or VM."
+);
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "macos"))))]
+compile_error!(
+    "workpool supports Linux only: this Unix (FreeBSD, NetBSD, OpenBSD, illumos, ...) lacks the \
+     Linux interfaces its worker processes rely on (pidfds, PR_SET_PDEATHSIG, memfd_create, \
+     /proc/self/exe). Run it on Linux 5.3 or later."
+);
+#[cfg(not(any(unix, windows)))]
+compile_error!("workpool supports Linux only (5.3 or later); this target has no processes to run workers in.");
 
 mod codec;
 mod cpu;
