@@ -90,10 +90,7 @@ fn main() {
     println!("\nParallel: joblib's one-liner, on processes or threads");
     for backend in [Backend::Processes, Backend::Threads] {
         let t = Instant::now();
-        let steps = Parallel::new()
-            .backend(backend)
-            .run((1..=100_000).map(|n| Collatz { n }))
-            .expect("collatz");
+        let steps = Parallel::new().backend(backend).run((1..=100_000).map(|n| Collatz { n })).expect("collatz");
         let (best, n) = steps.iter().zip(1u64..).max().expect("non-empty");
         println!(
             "  {:<9} longest Collatz chain below 100001: {best} steps from {n} (100000 tasks, auto-batched, {})",
