@@ -5,6 +5,21 @@ use std::fmt;
 use std::time::Duration;
 
 /// Why a pool or executor could not be built or started.
+///
+/// ```no_run
+/// fn main() {
+///     workpool::init();
+///     let executor = match workpool::Executor::builder().workers(2).build() {
+///         Ok(executor) => executor,
+///         Err(e) => {
+///             // Says what happened and what to do, e.g. that `init()` was never called.
+///             eprintln!("could not start the worker pool: {e}");
+///             std::process::exit(1);
+///         }
+///     };
+///     assert_eq!(executor.num_workers(), 2);
+/// }
+/// ```
 #[derive(Debug)]
 pub struct BuildError {
     message: String,
@@ -37,6 +52,26 @@ impl std::error::Error for BuildError {
 ///
 /// Every variant says what happened and, where it helps, what to do; the worker pool itself is
 /// never left broken by any of them.
+///
+/// ```
+/// use workpool::{Backend, Parallel};
+///
+/// #[workpool::task]
+/// fn divide(a: u64, b: u64) -> u64 {
+///     a / b // panics when b is 0
+/// }
+///
+/// fn main() {
+///     let err = Parallel::new()
+///         .backend(Backend::Threads)
+///         .run([Divide { a: 6, b: 3 }, Divide { a: 1, b: 0 }])
+///         .unwrap_err();
+///     assert!(err.is_panic());
+///     assert!(err.task_type().ends_with("Divide"));
+///     assert!(err.panic_message().unwrap().contains("divide by zero"));
+///     println!("{err}"); // task …::Divide panicked at src/…: attempt to divide by zero
+/// }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct TaskError {
     kind: ErrorKind,
@@ -44,6 +79,21 @@ pub struct TaskError {
 }
 
 /// The kinds of [`TaskError`].
+///
+/// ```
+/// use workpool::{ErrorKind, TaskError};
+///
+/// /// What to tell the user about a failed task.
+/// fn advice(e: &TaskError) -> String {
+///     match e.kind() {
+///         ErrorKind::Panic { message, .. } => format!("a bug in the task: {message}"),
+///         ErrorKind::WorkerDeath { cause, .. } => format!("its process died ({cause}); retrying may help"),
+///         ErrorKind::Timeout { limit } => format!("it ran past {limit:?}"),
+///         ErrorKind::Cancelled | ErrorKind::Interrupted => "it was stopped on request".to_string(),
+///         _ => e.to_string(),
+///     }
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -95,56 +145,152 @@ impl TaskError {
     }
 
     /// The kind of failure, with its details.
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// if let workpool::ErrorKind::Timeout { limit } = e.kind() {
+    ///     eprintln!("{} gave up after {limit:?}", e.task_type());
+    /// }
+    /// # }
+    /// ```
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }
 
     /// The type name of the task that failed.
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// eprintln!("a task of type {} failed: {e}", e.task_type());
+    /// # }
+    /// ```
     pub fn task_type(&self) -> &'static str {
         self.task
     }
 
     /// The task panicked (see [`ErrorKind::Panic`]).
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// if e.is_panic() {
+    ///     eprintln!("bug: {}", e.panic_message().unwrap_or("(no message)"));
+    /// }
+    /// # }
+    /// ```
     pub fn is_panic(&self) -> bool {
         matches!(self.kind, ErrorKind::Panic { .. })
     }
 
     /// The worker process died under the task (see [`ErrorKind::WorkerDeath`]).
+    ///
+    /// ```
+    /// use workpool::{Executor, Task, TaskError};
+    ///
+    /// /// Runs a task, and once more if its worker process crashed under it.
+    /// fn run_with_one_retry<T: Task + Clone>(ex: &Executor, task: T) -> Result<T::Output, TaskError> {
+    ///     match ex.submit(task.clone()).join() {
+    ///         Err(e) if e.is_worker_death() => ex.submit(task).join(),
+    ///         other => other,
+    ///     }
+    /// }
+    /// ```
     pub fn is_worker_death(&self) -> bool {
         matches!(self.kind, ErrorKind::WorkerDeath { .. })
     }
 
     /// The task ran past its time limit.
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// if e.is_timeout() {
+    ///     eprintln!("skipped a slow input: {e}"); // its worker was killed and replaced
+    /// }
+    /// # }
+    /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self.kind, ErrorKind::Timeout { .. })
     }
 
     /// The task was cancelled before it started.
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// if e.is_cancelled() {
+    ///     return; // we asked for it: `cancel()`, a dropped `map`, or `shutdown(Shutdown::CancelQueued)`
+    /// }
+    /// # }
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         matches!(self.kind, ErrorKind::Cancelled)
     }
 
     /// The task was interrupted by Ctrl-C.
+    ///
+    /// ```
+    /// # fn report(results: impl Iterator<Item = Result<u64, workpool::TaskError>>) {
+    /// for result in results {
+    ///     match result {
+    ///         Err(e) if e.is_interrupted() => break, // Ctrl-C: back to the prompt
+    ///         Err(e) => eprintln!("{e}"),
+    ///         Ok(n) => println!("{n}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn is_interrupted(&self) -> bool {
         matches!(self.kind, ErrorKind::Interrupted)
     }
 
     /// The argument or result could not be serialized or deserialized.
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// if e.is_codec() {
+    ///     // The message names the type and the construct the process codec cannot carry.
+    ///     eprintln!("change the task's types: {e}");
+    /// }
+    /// # }
+    /// ```
     pub fn is_codec(&self) -> bool {
         matches!(self.kind, ErrorKind::Codec { .. })
     }
 
     /// The task type was never registered.
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// if e.is_not_registered() {
+    ///     eprintln!("{e}"); // says to use `#[workpool::task]` or `workpool::register!`
+    /// }
+    /// # }
+    /// ```
     pub fn is_not_registered(&self) -> bool {
         matches!(self.kind, ErrorKind::NotRegistered)
     }
 
     /// No worker process could be started.
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// if e.is_spawn() {
+    ///     eprintln!("no worker could start: {e}"); // the next task tries again
+    /// }
+    /// # }
+    /// ```
     pub fn is_spawn(&self) -> bool {
         matches!(self.kind, ErrorKind::Spawn { .. })
     }
 
     /// The panic message, for a panic.
+    ///
+    /// ```
+    /// # fn report(e: &workpool::TaskError) {
+    /// match e.panic_message() {
+    ///     Some(message) => eprintln!("panicked: {message}"),
+    ///     None => eprintln!("failed: {e}"),
+    /// }
+    /// # }
+    /// ```
     pub fn panic_message(&self) -> Option<&str> {
         match &self.kind {
             ErrorKind::Panic { message, .. } => Some(message),

@@ -10,11 +10,43 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Default `idle_timeout`: as loky, five minutes.
+///
+/// ```
+/// assert_eq!(workpool::DEFAULT_IDLE_TIMEOUT, std::time::Duration::from_secs(300));
+/// ```
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default time a new worker has to say hello.
+///
+/// ```
+/// assert_eq!(workpool::DEFAULT_HANDSHAKE_TIMEOUT, std::time::Duration::from_secs(5));
+/// ```
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Configures an [`Executor`].
+///
+/// Worker processes inherit the environment; for each of `OMP_NUM_THREADS`,
+/// `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS`, `VECLIB_MAXIMUM_THREADS`, `NUMEXPR_NUM_THREADS` and
+/// `RAYON_NUM_THREADS` that the program did not set, a worker gets `max(1, cpu_count / workers)`,
+/// so that libraries with thread pools of their own do not oversubscribe the machine (as joblib
+/// does).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use workpool::Executor;
+///
+/// fn main() {
+///     workpool::init();
+///     let ex = Executor::builder()
+///         .workers(4)
+///         .idle_timeout(Duration::from_secs(30))
+///         .task_timeout(Duration::from_secs(10))
+///         .max_tasks_per_worker(10_000)
+///         .max_worker_memory(2 << 30)
+///         .build()
+///         .expect("init() was called");
+///     assert_eq!(ex.num_workers(), 4);
+/// }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build` or `reusable` is called"]
 pub struct ExecutorBuilder {
@@ -38,6 +70,14 @@ impl Default for ExecutorBuilder {
 
 impl ExecutorBuilder {
     /// Number of worker processes; `0` (the default) means [`cpu_count`](crate::cpu_count).
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().workers(2).build().unwrap();
+    /// assert_eq!(ex.num_workers(), 2);
+    /// # }
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.config.workers = n;
         self
@@ -45,6 +85,15 @@ impl ExecutorBuilder {
 
     /// How long a worker may sit idle before it exits (default 300 s). The next task starts a
     /// new one.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// // An interactive program: give memory back soon after a burst of work.
+    /// let ex = workpool::Executor::builder().idle_timeout(std::time::Duration::from_secs(5)).build().unwrap();
+    /// # drop(ex);
+    /// # }
+    /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = timeout;
         self
@@ -52,24 +101,66 @@ impl ExecutorBuilder {
 
     /// A limit on each task's run time. A task past it fails with `is_timeout()`, its worker is
     /// killed and replaced, other tasks carry on. Default: none.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// #[workpool::task]
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = workpool::Executor::builder().task_timeout(Duration::from_millis(200)).build().unwrap();
+    ///     assert!(ex.submit(Nap { ms: 10_000 }).join().unwrap_err().is_timeout());
+    ///     assert!(ex.submit(Nap { ms: 1 }).join().is_ok()); // on a new worker
+    /// }
+    /// ```
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.config.task_timeout = Some(timeout);
         self
     }
 
     /// Replace each worker after it ran `n` tasks (between tasks; no task fails).
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// // Tasks that leak (a C library's caches, say): a fresh process every 1,000 tasks.
+    /// let ex = workpool::Executor::builder().max_tasks_per_worker(1_000).build().unwrap();
+    /// # drop(ex);
+    /// # }
+    /// ```
     pub fn max_tasks_per_worker(mut self, n: u64) -> Self {
         self.config.max_tasks_per_worker = Some(n.max(1));
         self
     }
 
     /// Replace a worker, between tasks, once its resident memory exceeds `bytes`.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// // A worker whose resident memory grew past 1 GiB is replaced after its current task.
+    /// let ex = workpool::Executor::builder().max_worker_memory(1 << 30).build().unwrap();
+    /// # drop(ex);
+    /// # }
+    /// ```
     pub fn max_worker_memory(mut self, bytes: u64) -> Self {
         self.config.max_worker_memory = Some(bytes);
         self
     }
 
     /// How long a new worker has to say hello before it is killed (default 5 s).
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// // A slow machine, or workers whose start-up (a `static` initialised in `main`) takes long.
+    /// let ex = workpool::Executor::builder().handshake_timeout(std::time::Duration::from_secs(30)).build().unwrap();
+    /// # drop(ex);
+    /// # }
+    /// ```
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
         self
@@ -90,6 +181,14 @@ impl ExecutorBuilder {
     /// [`test_support!`](crate::test_support)): its worker processes could not serve, so no
     /// process is started; when this process is itself a worker that never called `init()`
     /// (starting workers there would be a fork bomb); when a feeder thread cannot be started.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().workers(2).build().expect("init() was called");
+    /// # drop(ex);
+    /// # }
+    /// ```
     pub fn build(self) -> Result<Executor, BuildError> {
         build(self.resolved())
     }
@@ -101,6 +200,16 @@ impl ExecutorBuilder {
     ///
     /// # Errors
     /// As [`build`](ExecutorBuilder::build).
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let a = workpool::Executor::builder().workers(2).reusable().unwrap();
+    /// let b = workpool::Executor::builder().workers(2).reusable().unwrap();
+    /// // Same settings, same executor: b shares a's workers.
+    /// # drop((a, b));
+    /// # }
+    /// ```
     pub fn reusable(self) -> Result<Executor, BuildError> {
         static REUSABLE: Mutex<Option<Executor>> = Mutex::new(None);
         let config = self.resolved();
