@@ -13,6 +13,24 @@ use std::iter::Fuse;
 const IN_FLIGHT_PER_WORKER: usize = 128;
 
 /// The iterator returned by [`Executor::map`]: results in input order.
+///
+/// ```no_run
+/// #[workpool::task]
+/// fn cube(n: u64) -> u64 {
+///     n * n * n
+/// }
+///
+/// fn main() {
+///     workpool::init();
+///     let ex = workpool::Executor::builder().build().unwrap();
+///     // Lazy and bounded: a million inputs, a few hundred tasks in flight at a time.
+///     let mut sum = 0u64;
+///     for result in ex.map((0..1_000_000u64).map(|n| Cube { n: n % 1000 })) {
+///         sum += result.unwrap();
+///     }
+///     assert!(sum > 0);
+/// }
+/// ```
 #[must_use = "iterators are lazy: nothing is submitted until the map is iterated"]
 pub struct Map<O, I> {
     executor: Executor,

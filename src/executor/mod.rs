@@ -99,6 +99,18 @@ impl fmt::Debug for Executor {
 }
 
 /// What [`Executor::workers`] reports about one slot.
+///
+/// ```no_run
+/// # fn main() {
+/// # workpool::init();
+/// let ex = workpool::Executor::builder().workers(2).build().unwrap();
+/// for (slot, w) in ex.workers().iter().enumerate() {
+///     let pid = w.pid.map_or("-".to_string(), |p| p.to_string());
+///     println!("slot {slot}: pid {pid}, {} in flight, {} run, {} starts, {} deaths",
+///         w.in_flight, w.tasks_run, w.starts, w.deaths);
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerInfo {
     /// The process id, when a worker process is running in this slot.
@@ -114,6 +126,18 @@ pub struct WorkerInfo {
 }
 
 /// How [`Executor::shutdown`] treats work that has not finished.
+///
+/// ```no_run
+/// # fn main() {
+/// # workpool::init();
+/// use workpool::{Executor, Shutdown};
+///
+/// let ex = Executor::builder().build().unwrap();
+/// // … submit work …
+/// ex.shutdown(Shutdown::CancelQueued); // queued tasks are cancelled, running ones finish
+/// // Or `Shutdown::Wait`: everything submitted runs first.
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {
     /// Run everything already submitted, then stop the workers.
@@ -124,6 +148,14 @@ pub enum Shutdown {
 
 impl Executor {
     /// A builder; `Executor::builder().workers(4).build()`.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().workers(4).build().unwrap();
+    /// # drop(ex);
+    /// # }
+    /// ```
     pub fn builder() -> ExecutorBuilder {
         ExecutorBuilder::default()
     }
@@ -133,6 +165,15 @@ impl Executor {
     ///
     /// # Errors
     /// As [`ExecutorBuilder::build`].
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// // Anywhere in the program: the same executor, created on first use.
+    /// let ex = workpool::Executor::reusable().unwrap();
+    /// assert_eq!(ex.num_workers(), workpool::cpu_count());
+    /// # }
+    /// ```
     pub fn reusable() -> Result<Executor, BuildError> {
         Executor::builder().reusable()
     }
@@ -142,6 +183,14 @@ impl Executor {
     }
 
     /// Number of slots (worker processes at a time).
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().workers(3).build().unwrap();
+    /// assert_eq!(ex.num_workers(), 3); // slots; their processes start on demand
+    /// # }
+    /// ```
     pub fn num_workers(&self) -> usize {
         self.shared().slots.len()
     }
@@ -150,6 +199,20 @@ impl Executor {
     ///
     /// Errors that need no worker (an unregistered type, an argument that does not serialize, an
     /// executor that was shut down) are reported through the handle right away.
+    ///
+    /// ```no_run
+    /// #[workpool::task]
+    /// fn word_count(text: String) -> usize {
+    ///     text.split_whitespace().count()
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = workpool::Executor::builder().build().unwrap();
+    ///     let handle = ex.submit(WordCount { text: "one two three".into() });
+    ///     assert_eq!(handle.join().unwrap(), 3);
+    /// }
+    /// ```
     pub fn submit<T: Task>(&self, task: T) -> TaskHandle<T::Output> {
         let completion = self.shared().submit_encoded(
             std::any::type_name::<T>(),
@@ -181,6 +244,22 @@ impl Executor {
     ///
     /// A Ctrl-C (with [`handle_ctrl_c`](crate::handle_ctrl_c)) makes the iterator yield one
     /// `is_interrupted()` error and end.
+    ///
+    /// ```no_run
+    /// #[workpool::task]
+    /// fn parse(line: String) -> Result<i64, String> {
+    ///     line.trim().parse().map_err(|e| format!("{line:?}: {e}"))
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = workpool::Executor::builder().build().unwrap();
+    ///     let lines = vec!["1".to_string(), "x".to_string(), "3".to_string()];
+    ///     let parsed: Vec<_> = ex.map(lines.into_iter().map(|line| Parse { line })).map(Result::unwrap).collect();
+    ///     assert_eq!(parsed[0], Ok(1));
+    ///     assert!(parsed[1].is_err());
+    /// }
+    /// ```
     pub fn map<T, I>(&self, tasks: I) -> Map<T::Output, I::IntoIter>
     where
         T: Task,
@@ -190,6 +269,15 @@ impl Executor {
     }
 
     /// A snapshot of the slots: pids, busy or idle, tasks run, restarts.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().workers(2).build().unwrap();
+    /// let busy = ex.workers().iter().filter(|w| w.in_flight > 0).count();
+    /// println!("{busy} of {} slots busy", ex.num_workers());
+    /// # }
+    /// ```
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared()
             .slots
@@ -211,6 +299,22 @@ impl Executor {
     ///
     /// Every clone is affected: later submits fail with `ErrorKind::ShutDown`. Handles of tasks
     /// that were cancelled report `is_cancelled()`; the others get their results.
+    ///
+    /// ```no_run
+    /// #[workpool::task]
+    /// fn double(n: u64) -> u64 {
+    ///     2 * n
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = workpool::Executor::builder().build().unwrap();
+    ///     let pending: Vec<_> = (0..100).map(|n| ex.submit(Double { n })).collect();
+    ///     ex.shutdown(workpool::Shutdown::Wait); // returns once the workers are gone
+    ///     assert_eq!(pending.into_iter().map(|h| h.join().unwrap()).sum::<u64>(), 9900);
+    ///     assert!(ex.submit(Double { n: 1 }).join().is_err()); // ErrorKind::ShutDown
+    /// }
+    /// ```
     pub fn shutdown(&self, mode: Shutdown) {
         let shared = self.shared();
         if mode == Shutdown::CancelQueued {
