@@ -30,6 +30,23 @@ use std::time::Duration;
 const IN_FLIGHT_PER_JOB: usize = 4;
 
 /// The iterator of [`Parallel::iter`] and [`Parallel::iter_unordered`].
+///
+/// ```no_run
+/// use workpool::Parallel;
+///
+/// #[workpool::task]
+/// fn check(n: u64) -> bool {
+///     n % 7 != 0
+/// }
+///
+/// fn main() {
+///     workpool::init();
+///     // Stop at the first input that fails the check: the tasks not yet started are cancelled
+///     // when the iterator is dropped.
+///     let first_bad = Parallel::new().iter((1..1_000_000).map(|n| Check { n })).position(|ok| !ok.unwrap());
+///     assert_eq!(first_bad, Some(6));
+/// }
+/// ```
 #[must_use = "iterators are lazy: nothing runs until the iterator is consumed"]
 pub struct ParallelIter<T: Task, I> {
     input: Fuse<I>,
