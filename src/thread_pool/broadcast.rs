@@ -15,6 +15,12 @@ use std::sync::Arc;
 
 /// What a closure run by [`ThreadPool::broadcast`](crate::ThreadPool::broadcast) learns about
 /// where it runs.
+///
+/// ```
+/// let pool = workpool::ThreadPool::new(3);
+/// let seen = pool.broadcast(|ctx| (ctx.index(), ctx.num_threads()));
+/// assert_eq!(seen, [(0, 3), (1, 3), (2, 3)]);
+/// ```
 pub struct BroadcastContext<'a> {
     index: usize,
     num_threads: usize,
@@ -25,11 +31,23 @@ pub struct BroadcastContext<'a> {
 impl BroadcastContext<'_> {
     /// The index of the pool thread running this call, in `0..num_threads()`; each index gets
     /// exactly one call.
+    ///
+    /// ```
+    /// let pool = workpool::ThreadPool::new(2);
+    /// // One scratch buffer per thread, set up on that thread.
+    /// let sizes = pool.broadcast(|ctx| vec![0u8; 1024 * (ctx.index() + 1)].len());
+    /// assert_eq!(sizes, [1024, 2048]);
+    /// ```
     pub fn index(&self) -> usize {
         self.index
     }
 
     /// The number of threads of the pool, which is also the number of calls.
+    ///
+    /// ```
+    /// let pool = workpool::ThreadPool::new(2);
+    /// assert_eq!(pool.broadcast(|ctx| ctx.num_threads()), [2, 2]);
+    /// ```
     pub fn num_threads(&self) -> usize {
         self.num_threads
     }

@@ -11,6 +11,16 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Configures a [`ThreadPool`].
+///
+/// ```
+/// let pool = workpool::ThreadPool::builder()
+///     .num_threads(2)
+///     .thread_name(|i| format!("solver-{i}"))
+///     .stack_size(8 << 20)
+///     .build()
+///     .expect("the system started two threads");
+/// assert_eq!(pool.num_threads(), 2);
+/// ```
 #[derive(Default)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ThreadPoolBuilder {
@@ -33,24 +43,59 @@ impl fmt::Debug for ThreadPoolBuilder {
 
 impl ThreadPoolBuilder {
     /// Number of threads; `0` (the default) means [`crate::cpu_count`].
+    ///
+    /// ```
+    /// let pool = workpool::ThreadPool::builder().num_threads(3).build().unwrap();
+    /// assert_eq!(pool.num_threads(), 3);
+    /// ```
     pub fn num_threads(mut self, n: usize) -> Self {
         self.num_threads = n;
         self
     }
 
     /// Names the threads; the closure gets each thread's index. Default: `workpool-thread-{i}`.
+    ///
+    /// ```
+    /// let pool = workpool::ThreadPool::builder().num_threads(1).thread_name(|i| format!("io-{i}")).build().unwrap();
+    /// let name = pool.install(|| std::thread::current().name().map(str::to_owned));
+    /// assert_eq!(name.as_deref(), Some("io-0"));
+    /// ```
     pub fn thread_name(mut self, name: impl FnMut(usize) -> String + 'static) -> Self {
         self.thread_name = Some(Box::new(name));
         self
     }
 
     /// Stack size of each thread, in bytes (default: the platform's thread default).
+    ///
+    /// ```
+    /// // Deep recursion in each job: 64 MiB stacks.
+    /// let pool = workpool::ThreadPool::builder().num_threads(1).stack_size(64 << 20).build().unwrap();
+    /// fn depth(n: u64) -> u64 { if n == 0 { 0 } else { 1 + depth(n - 1) } }
+    /// assert_eq!(pool.install(|| depth(100_000)), 100_000);
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
     }
 
     /// Called with the payload of any panic in a job started with [`ThreadPool::spawn`].
+    ///
+    /// ```
+    /// use std::sync::mpsc::channel;
+    ///
+    /// let (tx, rx) = channel();
+    /// let tx = std::sync::Mutex::new(tx);
+    /// let pool = workpool::ThreadPool::builder()
+    ///     .num_threads(1)
+    ///     .panic_handler(move |payload| {
+    ///         let message = payload.downcast_ref::<&str>().copied().unwrap_or("?");
+    ///         tx.lock().unwrap().send(message.to_string()).unwrap();
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// pool.spawn(|| panic!("lost in the background"));
+    /// assert_eq!(rx.recv().unwrap(), "lost in the background");
+    /// ```
     pub fn panic_handler(mut self, handler: impl Fn(Box<dyn Any + Send>) + Send + Sync + 'static) -> Self {
         self.panic_handler = Some(Box::new(handler));
         self
@@ -117,6 +162,14 @@ impl ThreadPoolBuilder {
     /// # Errors
     /// When the operating system refuses to start a thread; the threads already started are
     /// stopped and joined.
+    ///
+    /// ```
+    /// let pool = match workpool::ThreadPool::builder().num_threads(4).build() {
+    ///     Ok(pool) => pool,
+    ///     Err(e) => panic!("no thread pool: {e}"),
+    /// };
+    /// assert_eq!(pool.num_threads(), 4);
+    /// ```
     pub fn build(mut self) -> Result<ThreadPool, BuildError> {
         let n = if self.num_threads == 0 { crate::cpu_count() } else { self.num_threads };
         let (shared, queues) = Shared::new(n, Order::Lifo);

@@ -85,6 +85,14 @@ pub(super) fn yield_on(thread: &PoolThread) -> Yield {
 }
 
 /// What [`yield_now`] (or [`ThreadPool::yield_now`](crate::ThreadPool::yield_now)) did.
+///
+/// ```
+/// let pool = workpool::ThreadPool::new(1);
+/// // Outside any pool there is nothing to run.
+/// assert_eq!(workpool::yield_now(), None);
+/// // On a pool thread with nothing queued, nothing runs either.
+/// assert_eq!(pool.install(workpool::yield_now), Some(workpool::Yield::Idle));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Yield {
     /// A pending job ran.

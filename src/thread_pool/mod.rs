@@ -92,16 +92,32 @@ impl ThreadPool {
     /// # Panics
     /// If the operating system refuses to start a thread; use [`ThreadPool::builder`] to get
     /// that as an error instead.
+    ///
+    /// ```
+    /// let pool = workpool::ThreadPool::new(2);
+    /// let (a, b) = pool.join(|| 1 + 1, || 2 + 2);
+    /// assert_eq!((a, b), (2, 4));
+    /// ```
     pub fn new(num_threads: usize) -> ThreadPool {
         ThreadPool::builder().num_threads(num_threads).build().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A builder for thread names, stack size, a panic handler and start/exit handlers.
+    ///
+    /// ```
+    /// let pool = workpool::ThreadPool::builder().num_threads(2).build().unwrap();
+    /// assert_eq!(pool.num_threads(), 2);
+    /// ```
     pub fn builder() -> ThreadPoolBuilder {
         ThreadPoolBuilder::default()
     }
 
     /// Number of threads in the pool.
+    ///
+    /// ```
+    /// let pool = workpool::ThreadPool::new(0); // one thread per CPU
+    /// assert_eq!(pool.num_threads(), workpool::cpu_count());
+    /// ```
     pub fn num_threads(&self) -> usize {
         self.registry.num_threads()
     }
@@ -277,6 +293,19 @@ impl ThreadPool {
     /// `a` must not block (on a channel, a lock) until `b` has run: `b` may be queued right
     /// behind it on the same thread, as with rayon. Blocking on a job started with
     /// [`spawn`](Self::spawn) is fine as long as another thread is free to run it.
+    ///
+    /// ```
+    /// fn fib(pool: &workpool::ThreadPool, n: u64) -> u64 {
+    ///     if n < 2 {
+    ///         return n;
+    ///     }
+    ///     let (a, b) = pool.join(|| fib(pool, n - 1), || fib(pool, n - 2));
+    ///     a + b
+    /// }
+    ///
+    /// let pool = workpool::ThreadPool::new(2);
+    /// assert_eq!(fib(&pool, 20), 6765);
+    /// ```
     #[inline]
     pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
     where

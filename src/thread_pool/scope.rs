@@ -23,6 +23,18 @@ use std::sync::Arc;
 
 /// A scope for spawning closures that may borrow anything that outlives it; see
 /// [`ThreadPool::scope`](crate::ThreadPool::scope).
+///
+/// ```
+/// let pool = workpool::ThreadPool::new(2);
+/// let words = ["alpha", "beta", "gamma"];
+/// let mut lengths = vec![0; words.len()];
+/// pool.scope(|s| {
+///     for (word, len) in words.iter().zip(lengths.iter_mut()) {
+///         s.spawn(move || *len = word.len()); // borrows `words` and `lengths`
+///     }
+/// });
+/// assert_eq!(lengths, [5, 4, 5]);
+/// ```
 pub struct Scope<'scope, 'env: 'scope> {
     base: ScopeBase,
     // Invariance over both lifetimes, exactly as std::thread::Scope.
@@ -32,6 +44,21 @@ pub struct Scope<'scope, 'env: 'scope> {
 
 /// A scope whose spawns each thread runs in the order it spawned them; see
 /// [`ThreadPool::scope_fifo`](crate::ThreadPool::scope_fifo).
+///
+/// ```
+/// use std::sync::Mutex;
+///
+/// let pool = workpool::ThreadPool::new(1);
+/// let order = Mutex::new(Vec::new());
+/// pool.scope_fifo(|s| {
+///     for i in 0..4 {
+///         let order = &order;
+///         s.spawn_fifo(move || order.lock().unwrap().push(i));
+///     }
+/// });
+/// // One thread: the closures ran in the order they were spawned.
+/// assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3]);
+/// ```
 pub struct ScopeFifo<'scope, 'env: 'scope> {
     base: ScopeBase,
     /// One per pool thread, indexed by the spawning thread (each pushed by that thread only).
@@ -65,6 +92,22 @@ impl<'scope> Scope<'scope, '_> {
     /// Spawns `f` on the pool; the enclosing `scope` call returns only after it has run.
     ///
     /// A panic in `f` is caught and resumed from `scope` once every spawned closure finished.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let pool = workpool::ThreadPool::new(2);
+    /// let total = AtomicU64::new(0);
+    /// pool.scope(|s| {
+    ///     for n in 1..=100 {
+    ///         let total = &total;
+    ///         s.spawn(move || {
+    ///             total.fetch_add(n, Ordering::Relaxed);
+    ///         });
+    ///     }
+    /// });
+    /// assert_eq!(total.into_inner(), 5050);
+    /// ```
     #[inline]
     pub fn spawn<F>(&'scope self, f: F)
     where
