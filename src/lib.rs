@@ -122,6 +122,16 @@
 //! than build with guarantees that silently do not hold (no parent-death signal on macOS, no
 //! memory ceiling). `WORKPOOL_START_METHOD=spawn` starts every worker with `posix_spawn` instead
 //! of forking it from the fork server.
+//!
+//! # Environment variables
+//!
+//! | variable | read by | effect |
+//! |---|---|---|
+//! | `WORKPOOL_MAX_CPU_COUNT` | [`cpu_count`] | a ceiling on the CPUs counted (after the affinity mask and cgroup quotas), so on default worker and thread counts |
+//! | `WORKPOOL_START_METHOD=spawn` | [`init`], executors | start each worker with `posix_spawn` instead of forking it from the fork server |
+//! | `WORKPOOL_WORKER_PANIC_OUTPUT` (any value) | worker processes | also print a task's panic message on the worker's stderr (it always reaches the caller as [`TaskError::panic_message`]); always on in `panic = "abort"` builds, where the worker dies of the panic |
+//! | `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS`, `VECLIB_MAXIMUM_THREADS`, `NUMEXPR_NUM_THREADS`, `RAYON_NUM_THREADS` | set in worker processes | each one the program did not set gets `max(1, cpu_count / workers)` in every worker, so libraries with thread pools of their own do not oversubscribe the machine (as joblib does) |
+//! | `WORKPOOL_WORKER` | set by workpool in worker processes | marks a process as a worker of this program (its role and protocol); never set it yourself |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 // The examples must show `fn main`: `workpool::init()` has to be its first statement.
