@@ -145,7 +145,8 @@ pub use cpu::cpu_count;
 pub use ctrl_c::handle_ctrl_c;
 pub use error::{BuildError, ErrorKind, TaskError};
 pub use executor::{
-    Executor, ExecutorBuilder, Map, Shutdown, TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    as_completed, AsCompleted, Executor, ExecutorBuilder, KillOnDrop, Map, MapStream, Shutdown, TaskHandle, WorkerInfo,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
 pub use parallel::{Backend, Parallel, ParallelIter};
 pub use process::{init, main};

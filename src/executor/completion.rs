@@ -6,13 +6,21 @@
 //!     └─cancel──▶ Done    └─worker died before STARTED──▶ Queued (rescheduled)
 //! ```
 //!
-//! Only a `Queued` task can be cancelled: once its frame is on a worker's socket it will run.
+//! `cancel` works on a `Queued` task only. `kill` also takes a `Sent` task: it settles the
+//! handle as cancelled at once and raises `killed`, which the slot's feeder sees (it is woken
+//! through the slot's [`Slot::wake`](super::shared::Slot)); the feeder takes the task back from
+//! the worker's prefetch window or, when it already runs, kills that worker.
+//!
+//! Async callers: a poll that finds no outcome leaves its [`Waker`] here; every transition to
+//! `Done` wakes it (and the condvar of blocking joiners).
 
+use super::doorbell::Doorbell;
 use crate::error::{ErrorKind, TaskError};
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 /// The encoded output(s) of a task, or what went wrong.
@@ -23,6 +31,12 @@ pub(crate) type Outcome = Result<Vec<u8>, TaskError>;
 pub(crate) struct Notify {
     pub(crate) sender: Sender<usize>,
     pub(crate) tag: usize,
+}
+
+/// Which feeder has the task (its doorbell), and whether it was killed there.
+struct Route {
+    doorbell: Option<Arc<Doorbell>>,
+    killed: bool,
 }
 
 enum State {
@@ -43,6 +57,16 @@ pub(crate) struct Completion {
     /// Run time the worker reported, in ns; written by the feeder before it completes the task,
     /// read by the batch's owner after.
     elapsed_ns: AtomicU64,
+    /// The waker of the last poll that found no outcome (written under `state`'s lock by the
+    /// polling task, taken by whoever stores the outcome).
+    waker: Mutex<Option<Waker>>,
+    /// Where the task was written, and whether `kill` settled it while it was there.
+    route: Mutex<Route>,
+    /// `route.killed`, readable without the lock (set under it, SeqCst; read by the feeder).
+    killed: AtomicBool,
+    /// The pid of the worker process the task was written to (0: none yet, or taken back);
+    /// written by the feeder, read by `TaskHandle::pid`.
+    pid: AtomicU32,
 }
 
 impl Completion {
@@ -53,6 +77,10 @@ impl Completion {
             task,
             notify,
             elapsed_ns: AtomicU64::new(0),
+            waker: Mutex::new(None),
+            route: Mutex::new(Route { doorbell: None, killed: false }),
+            killed: AtomicBool::new(false),
+            pid: AtomicU32::new(0),
         })
     }
 
@@ -85,9 +113,34 @@ impl Completion {
     /// Sent → Queued, for a task a dead worker never started.
     pub(crate) fn requeue(&self) {
         let mut state = self.state.lock();
+        self.pid.store(0, Ordering::SeqCst);
         if matches!(*state, State::Sent) {
             *state = State::Queued;
         }
+    }
+
+    /// The feeder is about to write the task to worker `pid`, whose feeder `doorbell` wakes;
+    /// false when the task was killed meanwhile (then it must not be written). Under the route
+    /// lock, against `kill`: either this sees `killed`, or `kill` sees the doorbell and rings it.
+    pub(crate) fn route_to(&self, pid: u32, doorbell: &Arc<Doorbell>) -> bool {
+        let mut route = self.route.lock();
+        if route.killed {
+            return false;
+        }
+        route.doorbell = Some(doorbell.clone());
+        self.pid.store(pid, Ordering::SeqCst);
+        true
+    }
+
+    /// The worker process the task was written to (running it, about to, or done with it).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::SeqCst)).filter(|&p| p != 0)
+    }
+
+    /// True once `kill` settled this task while it was with a worker: the feeder takes it back
+    /// or kills that worker.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
     }
 
     /// Stores the outcome unless one is already there.
@@ -101,9 +154,12 @@ impl Completion {
         self.announce();
     }
 
-    /// Wakes joiners and tells the unordered iterator, once an outcome was stored.
+    /// Wakes joiners, the awaiting task and the unordered iterator, once an outcome was stored.
     fn announce(&self) {
         self.condvar.notify_all();
+        if let Some(waker) = self.waker.lock().take() {
+            waker.wake();
+        }
         if let Some(notify) = &self.notify {
             let _ = notify.sender.send(notify.tag);
         }
@@ -124,6 +180,58 @@ impl Completion {
         drop(state);
         self.announce();
         true
+    }
+
+    /// Queued or Sent → Done(Cancelled); true when it was not finished yet. For a sent task it
+    /// raises `killed` (the caller then wakes the feeder that has it).
+    pub(crate) fn kill(&self) -> bool {
+        let mut state = self.state.lock();
+        let sent = match *state {
+            State::Queued => false,
+            State::Sent => true,
+            State::Done(_) | State::Taken => return false,
+        };
+        *state = State::Done(Err(TaskError::new(ErrorKind::Cancelled, self.task)));
+        drop(state);
+        if sent {
+            let mut route = self.route.lock();
+            route.killed = true;
+            self.killed.store(true, Ordering::SeqCst);
+            if let Some(doorbell) = route.doorbell.take() {
+                doorbell.ring();
+            }
+        }
+        self.announce();
+        true
+    }
+
+    /// Takes the outcome if it is in; otherwise leaves `waker` to be woken when it lands.
+    pub(crate) fn poll_take(&self, waker: &Waker) -> Poll<Outcome> {
+        let mut state = self.state.lock();
+        match std::mem::replace(&mut *state, State::Taken) {
+            State::Done(outcome) => Poll::Ready(outcome),
+            State::Taken => panic!("a task's outcome was taken twice (a TaskHandle polled after it completed)"),
+            other => {
+                *state = other;
+                // Under `state`'s lock: an outcome stored after this point finds the waker.
+                let mut slot = self.waker.lock();
+                if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    *slot = Some(waker.clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Leaves `waker` to be woken when the outcome lands; true (and nothing left) when it is in
+    /// already.
+    pub(crate) fn register(&self, waker: &Waker) -> bool {
+        let state = self.state.lock();
+        if matches!(*state, State::Done(_) | State::Taken) {
+            return true;
+        }
+        *self.waker.lock() = Some(waker.clone());
+        false
     }
 
     pub(crate) fn is_done(&self) -> bool {

@@ -27,8 +27,8 @@ mod faults;
 mod io;
 
 use super::completion::Completion;
-use super::shared::{Envelope, Shared, Slot};
-use crate::error::ErrorKind;
+use super::shared::{Config, Envelope, Shared, Slot};
+use crate::error::{ErrorKind, TaskError};
 use crate::process::spawn::{self as process, Worker};
 use crate::process::wire::{self, Done, FrameReader, WireError};
 use crate::scheduler::{Queue, Wait};
@@ -76,6 +76,8 @@ enum Kill {
     Timeout(Duration),
     /// The worker did not take its next task within `task_timeout`.
     Stalled,
+    /// The running task's handle was killed (`TaskHandle::kill`).
+    Killed,
 }
 
 struct InFlight {
@@ -238,6 +240,11 @@ impl Feeder {
                 }
             }
             let live = self.live.as_mut().expect("started above");
+            if !env.completion.route_to(live.process.pid, &self.slot.doorbell) {
+                // Killed (`TaskHandle::kill`) before it was written: it is settled already.
+                self.slot.inflight.store(live.inflight.len(), Ordering::SeqCst);
+                continue;
+            }
             let mut env = env;
             let ticket = live.next_ticket;
             live.next_ticket = live.next_ticket.checked_add(1).unwrap_or(1);
