@@ -269,7 +269,7 @@ where
 impl<O, I> Drop for MapStream<O, I> {
     fn drop(&mut self) {
         for handle in self.window.drain(..) {
-            handle.cancel();
+            handle.cancel_queued();
         }
     }
 }

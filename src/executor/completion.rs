@@ -37,6 +37,9 @@ pub(crate) struct Notify {
 struct Route {
     doorbell: Option<Arc<Doorbell>>,
     killed: bool,
+    /// `cancel` asks the feeder to take the task back from the worker's window; the feeder
+    /// answers here (true: taken back and settled as cancelled; false: it had started).
+    answer: Option<bool>,
 }
 
 enum State {
@@ -62,8 +65,12 @@ pub(crate) struct Completion {
     waker: Mutex<Option<Waker>>,
     /// Where the task was written, and whether `kill` settled it while it was there.
     route: Mutex<Route>,
+    /// Notified when the feeder answers a `cancel` (`route.answer`).
+    route_answered: Condvar,
     /// `route.killed`, readable without the lock (set under it, SeqCst; read by the feeder).
     killed: AtomicBool,
+    /// Raised by `cancel` of a task written to a worker, until the feeder answers (SeqCst).
+    cancel_requested: AtomicBool,
     /// The pid of the worker process the task was written to (0: none yet, or taken back);
     /// written by the feeder, read by `TaskHandle::pid`.
     pid: AtomicU32,
@@ -78,8 +85,10 @@ impl Completion {
             notify,
             elapsed_ns: AtomicU64::new(0),
             waker: Mutex::new(None),
-            route: Mutex::new(Route { doorbell: None, killed: false }),
+            route: Mutex::new(Route { doorbell: None, killed: false, answer: None }),
+            route_answered: Condvar::new(),
             killed: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(false),
             pid: AtomicU32::new(0),
         })
     }
@@ -168,6 +177,86 @@ impl Completion {
     /// Fails the task with `kind`.
     pub(crate) fn fail(&self, kind: ErrorKind) {
         self.complete(Err(TaskError::new(kind, self.task)));
+    }
+
+    /// Cancels the task unless it started: queued, or written ahead to a worker that has not
+    /// taken it (then its feeder takes it back through the claim ring and answers; this waits
+    /// for that answer, which comes within one round of the feeder's loop).
+    pub(crate) fn cancel_unstarted(&self) -> bool {
+        loop {
+            let sent = match *self.state.lock() {
+                State::Queued => false,
+                State::Sent => true,
+                State::Done(_) | State::Taken => return false,
+            };
+            if !sent && self.cancel() {
+                return true;
+            }
+            if sent {
+                if let Some(answer) = self.ask_feeder_to_cancel() {
+                    return answer;
+                }
+            }
+            // It moved on meanwhile (went back to the queue, or was dispatched): look again.
+        }
+    }
+
+    /// The `Sent` half of [`cancel_unstarted`](Completion::cancel_unstarted); `None` when the
+    /// task is no longer sent (taken back, queued again): try again.
+    fn ask_feeder_to_cancel(&self) -> Option<bool> {
+        let mut route = self.route.lock();
+        let Some(doorbell) = route.doorbell.clone() else {
+            // Not routed: its frame is not written, and under this lock `route_to` sees `killed`.
+            route.killed = true;
+            self.killed.store(true, Ordering::SeqCst);
+            drop(route);
+            return Some(self.settle_cancelled());
+        };
+        route.answer = None;
+        self.cancel_requested.store(true, Ordering::SeqCst);
+        doorbell.ring();
+        loop {
+            if let Some(answer) = route.answer.take() {
+                return Some(answer);
+            }
+            // A short wait, then a look at the state: a feeder whose worker died requeues the
+            // task instead of answering.
+            self.route_answered.wait_for(&mut route, std::time::Duration::from_millis(1));
+            let sent = matches!(*self.state.lock(), State::Sent);
+            if route.answer.is_none() && !sent {
+                // Under the route lock the feeder cannot be halfway through an answer.
+                self.cancel_requested.store(false, Ordering::SeqCst);
+                return None;
+            }
+        }
+    }
+
+    /// True while a `cancel` waits for the feeder to take this task back.
+    pub(crate) fn is_cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::SeqCst)
+    }
+
+    /// The feeder's answer to `cancel`: `taken_back` true when the worker will never run the
+    /// task (then it is settled as cancelled here), false when it had started.
+    pub(crate) fn answer_cancel(&self, taken_back: bool) {
+        // The route lock first (as `ask_feeder_to_cancel` holds it while it looks at `state`).
+        let mut route = self.route.lock();
+        let answer = taken_back && self.settle_cancelled();
+        self.cancel_requested.store(false, Ordering::SeqCst);
+        route.answer = Some(answer);
+        self.route_answered.notify_all();
+    }
+
+    /// Sent → Done(Cancelled); true when it was sent.
+    fn settle_cancelled(&self) -> bool {
+        let mut state = self.state.lock();
+        if !matches!(*state, State::Sent) {
+            return false;
+        }
+        *state = State::Done(Err(TaskError::new(ErrorKind::Cancelled, self.task)));
+        drop(state);
+        self.announce();
+        true
     }
 
     /// Queued → Done(Cancelled); true when it was still queued.

@@ -105,11 +105,29 @@ impl<O> TaskHandle<O> {
         self.completion.is_done()
     }
 
-    /// Cancels the task if no worker has received it yet; `join` then reports
-    /// [`TaskError::is_cancelled`]. Returns false when it was too late (sent to a worker,
-    /// running, or finished): [`kill`](TaskHandle::kill) stops it wherever it is.
+    /// Cancels the task if it has not started: it is still queued, or was written ahead to a
+    /// worker that has not taken it yet (the executor takes it back from that worker; for this
+    /// the call waits for one round of that worker's feeder thread, microseconds).
+    /// `join` then reports [`TaskError::is_cancelled`]. Returns false when it was too late
+    /// (running or finished): [`kill`](TaskHandle::kill) stops a running task too.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Nap(u64);
+    /// # impl workpool::Task for Nap { type Output = (); fn run(self) { std::thread::sleep(std::time::Duration::from_millis(self.0)) } }
+    /// # workpool::register!(Nap);
+    /// # fn main() { workpool::init();
+    /// let ex = workpool::Executor::builder().workers(1).build().unwrap();
+    /// let running = ex.submit(Nap(500));
+    /// let waiting = ex.submit(Nap(500));
+    /// std::thread::sleep(std::time::Duration::from_millis(100));
+    /// assert!(waiting.cancel());
+    /// assert!(!running.cancel(), "too late: it runs");
+    /// assert!(waiting.join().unwrap_err().is_cancelled());
+    /// # }
+    /// ```
     pub fn cancel(&self) -> bool {
-        self.completion.cancel()
+        self.completion.cancel_unstarted()
     }
 
     /// Stops the task, wherever it is: a queued or prefetched one is cancelled; a running one
@@ -153,6 +171,12 @@ impl<O> TaskHandle<O> {
     /// ```
     pub fn pid(&self) -> Option<u32> {
         self.completion.pid()
+    }
+
+    /// Cancels the task only if it is still in the executor's queue (what a dropped `map`
+    /// does: no wait for any feeder).
+    pub(super) fn cancel_queued(&self) -> bool {
+        self.completion.cancel()
     }
 
     /// Leaves `waker` to be woken when the outcome lands; true when it is in already.

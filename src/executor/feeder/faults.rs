@@ -82,12 +82,15 @@ impl Feeder {
         all
     }
 
-    /// After the doorbell rang: tasks whose handles were killed (`TaskHandle::kill`, settled as
-    /// cancelled already). Waiting ones are taken back with the rest of the window (so none of
-    /// them runs); a running one has its worker killed, once every task behind it was taken
-    /// back (they run elsewhere, and no task that was not killed fails). When one behind it was
-    /// claimed first, the killed task has finished on its own: nothing is killed.
-    pub(super) fn settle_kills(&mut self) {
+    /// After the doorbell rang: handles that asked for their task back. A `cancel` is answered
+    /// for each task on its own (taken back if its worker has not claimed it). Then kills
+    /// (`TaskHandle::kill`, settled as cancelled already): waiting ones are taken back with the
+    /// rest of the window (so none of them runs); a running one has its worker killed, once
+    /// every task behind it was taken back (they run elsewhere, and no task that was not killed
+    /// fails). When one behind it was claimed first, the killed task has finished on its own:
+    /// nothing is killed.
+    pub(super) fn answer_doorbell(&mut self) {
+        self.answer_cancels();
         let Some(live) = self.live.as_ref() else { return };
         if live.kill.is_some() || !live.inflight.iter().any(|f| !f.recalled && f.env.completion.is_killed()) {
             return;
@@ -99,6 +102,31 @@ impl Feeder {
             live.kill = Some(Kill::Killed);
             live.process.kill();
         }
+    }
+
+    /// Answers every `cancel` waiting on a task in the window: one the worker has not claimed is
+    /// taken back through the claim ring (the worker skips it; a frame not yet begun is not
+    /// written at all) and settled as cancelled; one it claimed is not (it runs).
+    fn answer_cancels(&mut self) {
+        let Some(live) = self.live.as_mut() else { return };
+        let mut i = 0;
+        while i < live.inflight.len() {
+            let f = &live.inflight[i];
+            if f.recalled || !f.env.completion.is_cancel_requested() {
+                i += 1;
+                continue;
+            }
+            let taken_back = !f.started && live.process.claims.recall(f.ticket);
+            f.env.completion.answer_cancel(taken_back);
+            if taken_back && (i > live.unsent || (i == live.unsent && live.offset == 0)) {
+                live.inflight.remove(i);
+                continue;
+            }
+            live.inflight[i].recalled = taken_back;
+            i += 1;
+        }
+        drop_skipped(&mut live.inflight, &mut live.unsent);
+        self.slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
     }
 
     pub(super) fn check_timers(&mut self) {

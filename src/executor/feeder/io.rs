@@ -27,7 +27,7 @@ impl Feeder {
             Err(e) => return self.on_death(Some(format!("poll failed: {e}"))),
         };
         if (rung || self.slot.doorbell.fd().is_none()) && self.slot.doorbell.drain() {
-            self.settle_kills();
+            self.answer_doorbell();
         }
         if exited && !(ready.readable || ready.hangup) {
             // Dead, although its socket is still open (a process it started holds it).
