@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_worker: Option<u64>,
     pub(crate) max_worker_memory: Option<u64>,
     pub(crate) handshake_timeout: Duration,
+    /// Run once in every worker before its first task (`ExecutorBuilder::initializer`).
+    pub(crate) initializer: Option<super::feeder::Initializer>,
 }
 
 /// One encoded task on its way to a worker process.

@@ -24,7 +24,10 @@
 //! every task it had not started goes back to the injector and runs elsewhere.
 
 mod faults;
+mod init;
 mod io;
+
+pub(crate) use init::Initializer;
 
 use super::completion::Completion;
 use super::shared::{Config, Envelope, Shared, Slot};
@@ -270,7 +273,8 @@ impl Feeder {
     fn start_process(&mut self, first: &Completion) -> bool {
         let mut attempt = 0;
         let started = loop {
-            match process::start(self.shared.threads_per_worker, self.shared.config.handshake_timeout) {
+            let started = process::start(self.shared.threads_per_worker, self.shared.config.handshake_timeout);
+            match started.and_then(|worker| self.initialize(worker)) {
                 Ok(worker) => break Ok(worker),
                 Err(e) if e.sticky || attempt == START_BACKOFF.len() => break Err(e),
                 Err(_) => {
