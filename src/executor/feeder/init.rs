@@ -90,7 +90,7 @@ fn outcome(body: &[u8]) -> Result<(), String> {
     let (done, _elapsed) = wire::parse_done(body).map_err(|e| format!("the worker broke the protocol ({e})"))?;
     match done {
         Done::Ok(_) => Ok(()),
-        Done::Panic { message, location, .. } if location.is_empty() => Err(format!("it panicked: {message}")),
+        Done::Panic { message, location: "", .. } => Err(format!("it panicked: {message}")),
         Done::Panic { message, location, .. } => Err(format!("it panicked at {location}: {message}")),
         Done::Decode(message) => Err(format!("decoding it in the worker failed: {message}")),
         Done::Encode(message) => Err(format!("encoding its result in the worker failed: {message}")),
