@@ -142,11 +142,11 @@ mod thread_pool;
 mod unwind;
 
 pub use cpu::cpu_count;
-pub use ctrl_c::handle_ctrl_c;
+pub use ctrl_c::{ctrl_c, handle_ctrl_c, CtrlC};
 pub use error::{BuildError, ErrorKind, TaskError};
 pub use executor::{
-    as_completed, AsCompleted, Executor, ExecutorBuilder, KillOnDrop, Map, MapStream, Shutdown, TaskHandle, WorkerInfo,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    as_completed, AsCompleted, Executor, ExecutorBuilder, KillOnDrop, Map, MapStream, Shutdown, ShuttingDown,
+    TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
 pub use parallel::{Backend, Parallel, ParallelIter};
 pub use process::{init, main};

@@ -31,6 +31,7 @@ mod feeder;
 mod handle;
 mod map;
 mod shared;
+mod shutdown;
 
 pub(crate) use batch::Batch;
 pub use builder::{ExecutorBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
@@ -39,6 +40,7 @@ pub(crate) use completion::Notify;
 pub use handle::{KillOnDrop, TaskHandle};
 pub use map::Map;
 pub(crate) use shared::interrupt_all;
+pub use shutdown::ShuttingDown;
 
 use crate::codec;
 use crate::error::BuildError;
@@ -267,6 +269,27 @@ impl Executor {
                 }
             })
             .collect()
+    }
+
+    /// [`shutdown`](Executor::shutdown) for async code: the same stop, done on a thread of
+    /// its own, so the runtime is not blocked while workers finish; the future is ready once
+    /// every worker process has exited and been reaped. The stop begins at this call (later
+    /// submits fail at once), whether or not the future is awaited.
+    ///
+    /// ```no_run
+    /// # async fn stop(ex: workpool::Executor) {
+    /// ex.shutdown_async(workpool::Shutdown::CancelQueued).await;
+    /// # }
+    /// ```
+    pub fn shutdown_async(&self, mode: Shutdown) -> ShuttingDown {
+        if mode == Shutdown::CancelQueued {
+            // At once, as `shutdown` would: nothing queued may start after this call returns.
+            self.shared().queue.drain(|env| {
+                env.completion.cancel();
+            });
+        }
+        self.shared().close();
+        shutdown::start(self, mode)
     }
 
     /// Stops the executor and waits until its workers have exited and been reaped.
