@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use workpool::{Executor, Task};
 
+#[expect(dead_code, reason = "shared with the other benches; this one has no scenario filter")]
 mod common;
+#[expect(dead_code, reason = "shared with the other benches; this one has no Python peers")]
 #[path = "common/table.rs"]
 mod table;
 use common::{env_usize, fmt_rate};

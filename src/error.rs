@@ -44,6 +44,8 @@ pub struct TaskError {
     /// The worker that ended under the task (death, timeout, kill): its pid and raw wait
     /// status (`None` when unknown).
     worker_end: Option<(u32, Option<i32>)>,
+    /// A `Cancelled` that came from `TaskHandle::kill` (which may have stopped it running).
+    killed: bool,
 }
 
 /// The kinds of [`TaskError`].
@@ -70,7 +72,8 @@ pub enum ErrorKind {
         limit: Duration,
     },
     /// The task was cancelled before it started ([`TaskHandle::cancel`](crate::TaskHandle::cancel),
-    /// a dropped `map` iterator, an early error in `Parallel`, or `shutdown`).
+    /// a dropped `map` iterator, an early error in `Parallel`, or `shutdown`), or stopped by
+    /// [`TaskHandle::kill`](crate::TaskHandle::kill) wherever it was.
     Cancelled,
     /// The task was stopped or never started because of Ctrl-C ([`crate::handle_ctrl_c`]).
     Interrupted,
@@ -94,7 +97,12 @@ pub enum ErrorKind {
 
 impl TaskError {
     pub(crate) fn new(kind: ErrorKind, task: &'static str) -> Self {
-        TaskError { kind, task, worker_end: None }
+        TaskError { kind, task, worker_end: None, killed: false }
+    }
+
+    /// The error of a task stopped by `TaskHandle::kill`.
+    pub(crate) fn killed(task: &'static str) -> Self {
+        TaskError { killed: true, ..TaskError::new(ErrorKind::Cancelled, task) }
     }
 
     /// Records how the task's worker process ended under it (pid, raw wait status).
@@ -176,7 +184,7 @@ impl TaskError {
         matches!(self.kind, ErrorKind::Timeout { .. })
     }
 
-    /// The task was cancelled before it started.
+    /// The task was cancelled before it started, or killed through its handle.
     pub fn is_cancelled(&self) -> bool {
         matches!(self.kind, ErrorKind::Cancelled)
     }
@@ -225,6 +233,9 @@ impl fmt::Display for TaskError {
                 f,
                 "task {task} ran longer than the task timeout ({limit:?}); its worker was killed and replaced"
             ),
+            ErrorKind::Cancelled if self.killed => {
+                write!(f, "task {task} was killed through its handle (TaskHandle::kill) before it finished")
+            }
             ErrorKind::Cancelled => write!(f, "task {task} was cancelled before it started"),
             ErrorKind::Interrupted => write!(f, "task {task} was interrupted by Ctrl-C"),
             ErrorKind::Codec { stage, message } => write!(f, "task {task}: {stage} failed: {message}"),

@@ -2,14 +2,19 @@
 //!
 //! ```text
 //!   Queued ──dispatch──▶ Sent ──STARTED──▶ (still Sent) ──DONE──▶ Done ──wait_take──▶ Taken
-//!     │                   │
-//!     └─cancel──▶ Done    └─worker died before STARTED──▶ Queued (rescheduled)
+//!     │                   │  │
+//!     └─cancel──▶ Done    │  └─worker died before STARTED, or taken back──▶ Queued (rescheduled)
+//!                         └─kill, or cancel answered by the feeder──▶ Done (Cancelled)
 //! ```
 //!
-//! `cancel` works on a `Queued` task only. `kill` also takes a `Sent` task: it settles the
-//! handle as cancelled at once and raises `killed`, which the slot's feeder sees (it is woken
-//! through the slot's [`Slot::wake`](super::shared::Slot)); the feeder takes the task back from
-//! the worker's prefetch window or, when it already runs, kills that worker.
+//! `cancel` settles a `Queued` task itself. For a `Sent` one (written, or about to be written,
+//! to a worker) it asks the slot's feeder, through the slot's doorbell (`doorbell.rs`) and the
+//! `route`: the feeder takes it back through the claim ring if the worker has not claimed it,
+//! and answers. `kill` settles a `Queued` or `Sent` task at once and raises `killed`, which
+//! that feeder acts on when its doorbell rings: it takes the task back from the worker's window
+//! or, when it already runs, kills that worker. A task not yet routed to a worker (its feeder
+//! still starting one) is settled under the route lock, which `route_to` also takes: it is then
+//! never written.
 //!
 //! Async callers: a poll that finds no outcome leaves its [`Waker`] here; every transition to
 //! `Done` wakes it (and the condvar of blocking joiners).
@@ -280,7 +285,7 @@ impl Completion {
             State::Sent => true,
             State::Done(_) | State::Taken => return false,
         };
-        *state = State::Done(Err(TaskError::new(ErrorKind::Cancelled, self.task)));
+        *state = State::Done(Err(TaskError::killed(self.task)));
         drop(state);
         if sent {
             let mut route = self.route.lock();
