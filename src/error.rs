@@ -76,6 +76,11 @@ impl std::error::Error for BuildError {
 pub struct TaskError {
     kind: ErrorKind,
     task: &'static str,
+    /// The worker that ended under the task (death, timeout, kill): its pid and raw wait
+    /// status (`None` when unknown).
+    worker_end: Option<(u32, Option<i32>)>,
+    /// A `Cancelled` that came from `TaskHandle::kill` (which may have stopped it running).
+    killed: bool,
 }
 
 /// The kinds of [`TaskError`].
@@ -117,7 +122,8 @@ pub enum ErrorKind {
         limit: Duration,
     },
     /// The task was cancelled before it started ([`TaskHandle::cancel`](crate::TaskHandle::cancel),
-    /// a dropped `map` iterator, an early error in `Parallel`, or `shutdown`).
+    /// a dropped `map` iterator, an early error in `Parallel`, or `shutdown`), or stopped by
+    /// [`TaskHandle::kill`](crate::TaskHandle::kill) wherever it was.
     Cancelled,
     /// The task was stopped or never started because of Ctrl-C ([`crate::handle_ctrl_c`]).
     Interrupted,
@@ -141,7 +147,66 @@ pub enum ErrorKind {
 
 impl TaskError {
     pub(crate) fn new(kind: ErrorKind, task: &'static str) -> Self {
-        TaskError { kind, task }
+        TaskError { kind, task, worker_end: None, killed: false }
+    }
+
+    /// The error of a task stopped by `TaskHandle::kill`.
+    pub(crate) fn killed(task: &'static str) -> Self {
+        TaskError { killed: true, ..TaskError::new(ErrorKind::Cancelled, task) }
+    }
+
+    /// Records how the task's worker process ended under it (pid, raw wait status).
+    pub(crate) fn with_worker_end(mut self, pid: u32, status: Option<i32>) -> Self {
+        self.worker_end = Some((pid, status));
+        self
+    }
+
+    /// The signal that killed the worker process under this task (`libc::SIGSEGV`, 9 for
+    /// SIGKILL, …), when it died of one: a worker death, a timeout (the executor killed it), a
+    /// killed task. `None` for every other error, and when the worker exited normally.
+    ///
+    /// ```no_run
+    /// # fn check(err: workpool::TaskError) {
+    /// if let Some(signal) = err.signal() {
+    ///     eprintln!("worker killed by signal {signal}");
+    /// }
+    /// # }
+    /// ```
+    pub fn signal(&self) -> Option<i32> {
+        let status = self.worker_end?.1?;
+        libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status))
+    }
+
+    /// The exit code of a worker process that exited while running this task (a task that
+    /// called `std::process::exit(3)` gives `Some(3)`); `None` for every other error.
+    ///
+    /// ```no_run
+    /// # fn check(err: workpool::TaskError) {
+    /// if err.exit_code() == Some(3) {
+    ///     eprintln!("the worker exited with code 3");
+    /// }
+    /// # }
+    /// ```
+    pub fn exit_code(&self) -> Option<i32> {
+        let status = self.worker_end?.1?;
+        libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
+    }
+
+    /// The process id of the worker that ended under this task (death, timeout, kill);
+    /// `None` for every other error.
+    ///
+    /// ```no_run
+    /// # fn check(err: workpool::TaskError) {
+    /// if let Some(pid) = err.pid() {
+    ///     eprintln!("worker {pid} died");
+    /// }
+    /// # }
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        match self.kind {
+            ErrorKind::WorkerDeath { pid, .. } => Some(pid),
+            _ => self.worker_end.map(|(pid, _)| pid),
+        }
     }
 
     /// The kind of failure, with its details.
@@ -211,12 +276,12 @@ impl TaskError {
         matches!(self.kind, ErrorKind::Timeout { .. })
     }
 
-    /// The task was cancelled before it started.
+    /// The task was cancelled before it started, or killed through its handle.
     ///
     /// ```
     /// # fn report(e: &workpool::TaskError) {
     /// if e.is_cancelled() {
-    ///     return; // we asked for it: `cancel()`, a dropped `map`, or `shutdown(Shutdown::CancelQueued)`
+    ///     return; // we asked for it: `cancel()`, `kill()`, a dropped `map`, or `shutdown(Shutdown::CancelQueued)`
     /// }
     /// # }
     /// ```
@@ -314,6 +379,9 @@ impl fmt::Display for TaskError {
                 f,
                 "task {task} ran longer than the task timeout ({limit:?}); its worker was killed and replaced"
             ),
+            ErrorKind::Cancelled if self.killed => {
+                write!(f, "task {task} was killed through its handle (TaskHandle::kill) before it finished")
+            }
             ErrorKind::Cancelled => write!(f, "task {task} was cancelled before it started"),
             ErrorKind::Interrupted => write!(f, "task {task} was interrupted by Ctrl-C"),
             ErrorKind::Codec { stage, message } => write!(f, "task {task}: {stage} failed: {message}"),

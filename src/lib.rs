@@ -78,7 +78,8 @@
 //! | concept | public items | source |
 //! |---|---|---|
 //! | tasks and their registry | [`Task`], [`register!`], [`#[task]`](macro@task), [`#[main]`](macro@main) | `task.rs`, `process/mod.rs`; the attributes' code is the `workpool-macros` crate |
-//! | the process executor | [`Executor`], [`ExecutorBuilder`], [`TaskHandle`], [`Map`], [`WorkerInfo`], [`Shutdown`] | `executor/` (builder, shared state, `feeder/`: its loop, socket I/O and faults, completion, handle, batch, map) |
+//! | the process executor | [`Executor`], [`ExecutorBuilder`], [`TaskHandle`], [`Map`], [`WorkerInfo`], [`Shutdown`] | `executor/` (builder, shared state, `feeder/`: its loop, socket I/O and faults, the initializer, completion, handle, batch, map) |
+//! | async callers and many handles | `impl Future for TaskHandle`, [`KillOnDrop`], [`as_completed`], [`AsCompleted`], [`MapStream`], [`ShuttingDown`], [`ctrl_c`], [`CtrlC`] | `executor/` (`handle.rs`, `completed.rs`, `shutdown.rs`, `doorbell.rs`: how a kill reaches a feeder), `ctrl_c.rs` |
 //! | worker processes: both ends of the protocol | [`init`], [`test_support!`] | `process/` (`wire.rs` frames, `spawn.rs` parent side, `forkserver/` the process workers are forked from, `exec.rs` `posix_spawn`, `claims.rs` taking back tasks written ahead, `marker.rs`, `worker.rs` child side), `test_support.rs` |
 //! | joblib's front end | [`Parallel`], [`Backend`], [`ParallelIter`] | `parallel/` (options, runner, sizer, iterator, progress) |
 //! | the thread pool | [`ThreadPool`], [`ThreadPoolBuilder`], [`Scope`], [`ScopeFifo`], [`BroadcastContext`], [`Yield`], [`current_num_threads`], [`current_thread_index`], [`yield_now`] | `thread_pool/` (registry and calls across pools, join, scope, broadcast, jobs, latches) |
@@ -112,6 +113,15 @@
 //!
 //! Exactly once: a task that finished before its worker died never loses its result, and no task
 //! runs twice (a worker announces each task it starts; only unannounced ones are rescheduled).
+//!
+//! # Async callers
+//!
+//! A [`TaskHandle`] is a [`Future`](std::future::Future) with `Output = Result<O, TaskError>`,
+//! woken by the feeder thread that receives the result (no runtime inside the library). With
+//! `#[tokio::main]`, put [`#[workpool::main]`](macro@main) beside it: `init()` must run before
+//! the runtime is built, or every worker process would build a runtime of its own before it
+//! serves. [`TaskHandle::kill`] stops a task wherever it is; [`Executor::shutdown_async`] and
+//! [`ctrl_c`] let an async server stop gracefully.
 //!
 //! # Platforms
 //!
@@ -180,10 +190,11 @@ mod unwind;
 pub use cpu::cpu_count;
 #[cfg(feature = "ctrlc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ctrlc")))]
-pub use ctrl_c::handle_ctrl_c;
+pub use ctrl_c::{ctrl_c, handle_ctrl_c, CtrlC};
 pub use error::{BuildError, ErrorKind, TaskError};
 pub use executor::{
-    Executor, ExecutorBuilder, Map, Shutdown, TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    as_completed, AsCompleted, Executor, ExecutorBuilder, KillOnDrop, Map, MapStream, Shutdown, ShuttingDown,
+    TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
 pub use parallel::{Backend, Parallel, ParallelIter};
 pub use process::{init, main};

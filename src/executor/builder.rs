@@ -1,10 +1,13 @@
 //! [`ExecutorBuilder`]: an executor's settings, and building one.
 
-use super::feeder::Feeder;
+use super::feeder::{Feeder, Initializer};
 use super::shared::{self, Config, Shared};
 use super::{Executor, Owner};
+use crate::codec;
 use crate::error::BuildError;
+use crate::process::wire;
 use crate::scheduler::{self, Order};
+use crate::task::Task;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +54,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 #[must_use = "a builder does nothing until `build` or `reusable` is called"]
 pub struct ExecutorBuilder {
     config: Config,
+    /// Why `initializer` could not take its task (unregistered, unencodable): `build` says it.
+    initializer_error: Option<String>,
 }
 
 impl Default for ExecutorBuilder {
@@ -63,7 +68,9 @@ impl Default for ExecutorBuilder {
                 max_tasks_per_worker: None,
                 max_worker_memory: None,
                 handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+                initializer: None,
             },
+            initializer_error: None,
         }
     }
 }
@@ -166,6 +173,55 @@ impl ExecutorBuilder {
         self
     }
 
+    /// A task run once in every worker process before its first task (concurrent.futures'
+    /// `initializer`): load a model, open a database, warm a cache, in a process-wide static
+    /// the tasks then use. It is encoded once, here, and sent to each new worker.
+    ///
+    /// If it fails in a worker (panics, kills its worker, runs past
+    /// [`task_timeout`](ExecutorBuilder::task_timeout)), that worker's start fails: it is
+    /// tried again (a few times, with back-off), and when every try failed the task that waited
+    /// fails with [`TaskError::is_spawn`](crate::TaskError::is_spawn), naming the initializer's
+    /// error. The executor is not broken: the next task starts a worker again.
+    ///
+    /// ```no_run
+    /// use serde::{Deserialize, Serialize};
+    /// use std::sync::OnceLock;
+    /// use workpool::{Executor, Task};
+    ///
+    /// static GREETING: OnceLock<String> = OnceLock::new();
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// struct Setup(String);
+    /// impl Task for Setup {
+    ///     type Output = ();
+    ///     fn run(self) { GREETING.set(self.0).unwrap() }
+    /// }
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Greet;
+    /// impl Task for Greet {
+    ///     type Output = String;
+    ///     fn run(self) -> String { GREETING.get().cloned().unwrap_or_default() }
+    /// }
+    /// workpool::register!(Setup, Greet);
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = Executor::builder().workers(2).initializer(Setup("hello".into())).build().unwrap();
+    ///     assert_eq!(ex.submit(Greet).join().unwrap(), "hello");
+    /// }
+    /// ```
+    pub fn initializer<T: Task<Output = ()>>(mut self, task: T) -> Self {
+        match initializer_frame(&task) {
+            Ok(init) => {
+                self.config.initializer = Some(init);
+                self.initializer_error = None;
+            }
+            Err(message) => self.initializer_error = Some(message),
+        }
+        self
+    }
+
     fn resolved(&self) -> Config {
         let mut config = self.config.clone();
         if config.workers == 0 {
@@ -190,7 +246,15 @@ impl ExecutorBuilder {
     /// # }
     /// ```
     pub fn build(self) -> Result<Executor, BuildError> {
+        self.check_initializer()?;
         build(self.resolved())
+    }
+
+    fn check_initializer(&self) -> Result<(), BuildError> {
+        match &self.initializer_error {
+            Some(message) => Err(BuildError::msg(message.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The process-wide executor for this configuration. The same configuration returns the
@@ -212,6 +276,7 @@ impl ExecutorBuilder {
     /// ```
     pub fn reusable(self) -> Result<Executor, BuildError> {
         static REUSABLE: Mutex<Option<Executor>> = Mutex::new(None);
+        self.check_initializer()?;
         let config = self.resolved();
         let mut current = REUSABLE.lock();
         if let Some(existing) = current.as_ref().filter(|e| e.shared().config == config) {
@@ -221,6 +286,22 @@ impl ExecutorBuilder {
         *current = Some(executor.clone());
         Ok(executor)
     }
+}
+
+/// The initializer's complete `TASK` frame (id 0, ticket 0: see `feeder/init.rs`).
+fn initializer_frame<T: Task>(task: &T) -> Result<Initializer, String> {
+    let name = std::any::type_name::<T>();
+    let entry = crate::task::entry_of::<T>().ok_or_else(|| {
+        format!(
+            "the initializer's type {name} is not registered: add `workpool::register!({});` at item level",
+            name.rsplit("::").next().unwrap_or(name)
+        )
+    })?;
+    let mut frame = Vec::new();
+    let start = wire::task_header(&mut frame, 0, entry.key, 1);
+    codec::encode_into(task, &mut frame).map_err(|e| format!("the initializer {name} could not be encoded: {e}"))?;
+    wire::end_frame(&mut frame, start).map_err(|e| format!("the initializer {name} could not be framed: {}", e.0))?;
+    Ok(Initializer { task: name, frame: frame.into() })
 }
 
 fn build(config: Config) -> Result<Executor, BuildError> {

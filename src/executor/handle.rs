@@ -1,32 +1,41 @@
-//! [`TaskHandle`]: the typed view of one task's [`Completion`].
+//! [`TaskHandle`]: the typed view of one task's [`Completion`], for blocking callers (`join`)
+//! and async ones (it is a [`Future`]); [`KillOnDrop`], the guard that kills it when dropped.
 
 use super::completion::{Completion, Outcome};
 use crate::codec;
 use crate::error::{ErrorKind, TaskError};
 use serde::de::DeserializeOwned;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// A submitted task: wait for its output with [`join`](TaskHandle::join).
+/// A submitted task: wait for its output with [`join`](TaskHandle::join), or `.await` it.
 ///
-/// Dropping a handle does not cancel the task (use [`cancel`](TaskHandle::cancel)); it still runs.
+/// Dropping a handle does not cancel the task (use [`cancel`](TaskHandle::cancel) or
+/// [`kill`](TaskHandle::kill), or [`kill_on_drop`](TaskHandle::kill_on_drop)); it still runs.
+///
+/// # Async
+///
+/// A `TaskHandle<O>` is a [`Future`] with `Output = Result<O, TaskError>`, woken by the feeder
+/// thread that receives the result: awaiting it blocks no thread of the runtime, and works
+/// under any executor (tokio, smol, `futures::executor::block_on`). The output is decoded on
+/// the polling thread, as `join` decodes it on the joining one. Awaiting it does not count as
+/// waiting for Ctrl-C's purposes (see [`handle_ctrl_c`](crate::handle_ctrl_c)): an async program
+/// that wants to stop gracefully on Ctrl-C awaits [`ctrl_c`](crate::ctrl_c).
 ///
 /// ```no_run
-/// #[workpool::task]
-/// fn nap(ms: u64) -> u64 {
-///     std::thread::sleep(std::time::Duration::from_millis(ms));
-///     ms
-/// }
-///
-/// fn main() {
-///     workpool::init();
-///     let ex = workpool::Executor::builder().workers(2).build().unwrap();
-///     let handle = ex.submit(Nap { ms: 50 });
-///     // … other work while the task runs in a worker process …
-///     assert_eq!(handle.join().unwrap(), 50);
-/// }
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)] struct Square(u64);
+/// # impl workpool::Task for Square { type Output = u64; fn run(self) -> u64 { self.0 * self.0 } }
+/// # workpool::register!(Square);
+/// # async fn serve(ex: workpool::Executor) {
+/// let squared = ex.submit(Square(7)).await.unwrap();
+/// assert_eq!(squared, 49);
+/// # }
 /// ```
 #[must_use = "a task's output and errors are only seen through its handle"]
 pub struct TaskHandle<O> {
@@ -108,8 +117,26 @@ impl<O: DeserializeOwned> TaskHandle<O> {
         }
     }
 
+    /// The result, when the outcome is in (it is taken: the handle is spent).
+    pub(super) fn take_ready(&mut self) -> Option<Result<O, TaskError>> {
+        match self.completion.poll_take(Waker::noop()) {
+            Poll::Ready(outcome) => Some(self.finish(outcome)),
+            Poll::Pending => None,
+        }
+    }
+
     fn finish(&self, outcome: Outcome) -> Result<O, TaskError> {
         decode_outputs(&outcome?, self.completion.task(), codec::decode_exact)
+    }
+}
+
+impl<O: DeserializeOwned> Future for TaskHandle<O> {
+    type Output = Result<O, TaskError>;
+
+    /// Ready once the task's outcome is in. Polling again after `Ready` panics, as for any
+    /// future that has completed.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.completion.poll_take(cx.waker()).map(|outcome| self.finish(outcome))
     }
 }
 
@@ -137,31 +164,144 @@ impl<O> TaskHandle<O> {
         self.completion.is_done()
     }
 
-    /// Cancels the task if no worker has received it yet; `join` then reports
-    /// [`TaskError::is_cancelled`]. Returns false when it was too late (sent to a worker,
-    /// running, or finished).
+    /// Cancels the task if it has not started: it is still queued, or was written ahead to a
+    /// worker that has not taken it yet (the executor takes it back from that worker; for this
+    /// the call waits for one round of that worker's feeder thread, microseconds).
+    /// `join` then reports [`TaskError::is_cancelled`]. Returns false when it was too late
+    /// (running or finished): [`kill`](TaskHandle::kill) stops a running task too.
     ///
     /// ```no_run
-    /// #[workpool::task]
-    /// fn nap(ms: u64) -> u64 {
-    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
-    ///     ms
-    /// }
-    ///
-    /// fn main() {
-    ///     workpool::init();
-    ///     let ex = workpool::Executor::builder().workers(1).build().unwrap();
-    ///     let first = ex.submit(Nap { ms: 500 });
-    ///     let queued: Vec<_> = (0..1000).map(|_| ex.submit(Nap { ms: 500 })).collect();
-    ///     // The last ones are still queued behind the first: they can be cancelled.
-    ///     let last = queued.last().unwrap();
-    ///     assert!(last.cancel());
-    ///     assert!(queued.into_iter().last().unwrap().join().unwrap_err().is_cancelled());
-    ///     # let _ = first; ex.shutdown(workpool::Shutdown::CancelQueued);
-    /// }
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Nap(u64);
+    /// # impl workpool::Task for Nap { type Output = (); fn run(self) { std::thread::sleep(std::time::Duration::from_millis(self.0)) } }
+    /// # workpool::register!(Nap);
+    /// # fn main() { workpool::init();
+    /// let ex = workpool::Executor::builder().workers(1).build().unwrap();
+    /// let running = ex.submit(Nap(500));
+    /// let waiting = ex.submit(Nap(500));
+    /// std::thread::sleep(std::time::Duration::from_millis(100));
+    /// assert!(waiting.cancel());
+    /// assert!(!running.cancel(), "too late: it runs");
+    /// assert!(waiting.join().unwrap_err().is_cancelled());
+    /// # }
     /// ```
     pub fn cancel(&self) -> bool {
+        self.completion.cancel_unstarted()
+    }
+
+    /// Stops the task, wherever it is: a queued or prefetched one is cancelled; a running one
+    /// is stopped by killing its worker process (with whatever the task started in the
+    /// worker's process group), which the executor replaces on demand while the other tasks
+    /// carry on (those queued behind it on that worker run elsewhere). The handle reports
+    /// [`TaskError::is_cancelled`] at once. Returns false when the task had already finished.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Nap(u64);
+    /// # impl workpool::Task for Nap { type Output = (); fn run(self) { std::thread::sleep(std::time::Duration::from_millis(self.0)) } }
+    /// # workpool::register!(Nap);
+    /// # fn main() { workpool::init();
+    /// let ex = workpool::Executor::builder().workers(1).build().unwrap();
+    /// let stuck = ex.submit(Nap(60_000));
+    /// std::thread::sleep(std::time::Duration::from_millis(200));
+    /// assert!(stuck.kill());
+    /// assert!(stuck.join().unwrap_err().is_cancelled());
+    /// # }
+    /// ```
+    pub fn kill(&self) -> bool {
+        self.completion.kill()
+    }
+
+    /// The process id of the worker the task was sent to (running it, about to, or that ran
+    /// it); `None` while it waits in the executor's queue.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Pid;
+    /// # impl workpool::Task for Pid { type Output = u32; fn run(self) -> u32 { std::process::id() } }
+    /// # workpool::register!(Pid);
+    /// # fn main() { workpool::init();
+    /// let ex = workpool::Executor::builder().workers(1).build().unwrap();
+    /// let handle = ex.submit(Pid);
+    /// while !handle.is_finished() { std::thread::yield_now() }
+    /// let pid = handle.pid();
+    /// assert_eq!(pid, Some(handle.join().unwrap()));
+    /// # }
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.completion.pid()
+    }
+
+    /// Cancels the task only if it is still in the executor's queue (what a dropped `map`
+    /// does: no wait for any feeder).
+    pub(super) fn cancel_queued(&self) -> bool {
         self.completion.cancel()
+    }
+
+    /// Leaves `waker` to be woken when the outcome lands; true when it is in already.
+    pub(super) fn register(&self, waker: &Waker) -> bool {
+        self.completion.register(waker)
+    }
+
+    /// A guard that [`kill`](TaskHandle::kill)s the task when dropped before it finished
+    /// (tokio-util's `AbortOnDropHandle`): for a request handler whose client may go away, or
+    /// a `select!` whose other branch wins. It is a future and a handle like this one.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Nap(u64);
+    /// # impl workpool::Task for Nap { type Output = (); fn run(self) { std::thread::sleep(std::time::Duration::from_millis(self.0)) } }
+    /// # workpool::register!(Nap);
+    /// # async fn handler(ex: workpool::Executor) {
+    /// let guarded = ex.submit(Nap(10_000)).kill_on_drop();
+    /// // If this future is dropped here (the client went away), the task's worker is killed.
+    /// guarded.await.unwrap();
+    /// # }
+    /// ```
+    pub fn kill_on_drop(self) -> KillOnDrop<O> {
+        KillOnDrop { handle: Some(self) }
+    }
+}
+
+/// A [`TaskHandle`] that kills its task when dropped unfinished; see
+/// [`TaskHandle::kill_on_drop`]. Awaiting it gives the task's result, as the handle would.
+#[must_use = "dropping the guard kills the task"]
+pub struct KillOnDrop<O> {
+    /// `None` only after `into_inner`.
+    handle: Option<TaskHandle<O>>,
+}
+
+impl<O> fmt::Debug for KillOnDrop<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KillOnDrop").field("handle", &self.handle).finish()
+    }
+}
+
+impl<O> KillOnDrop<O> {
+    /// The handle, with the guard disarmed (dropping it lets the task run on).
+    pub fn into_inner(mut self) -> TaskHandle<O> {
+        self.handle.take().expect("present until into_inner")
+    }
+
+    /// The guarded handle ([`kill`](TaskHandle::kill), [`pid`](TaskHandle::pid), …).
+    pub fn handle(&self) -> &TaskHandle<O> {
+        self.handle.as_ref().expect("present until into_inner")
+    }
+}
+
+impl<O: DeserializeOwned> Future for KillOnDrop<O> {
+    type Output = Result<O, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(self.handle.as_mut().expect("present until into_inner")).poll(cx)
+    }
+}
+
+impl<O> Drop for KillOnDrop<O> {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.handle {
+            handle.kill();
+        }
     }
 }
 

@@ -93,7 +93,7 @@ impl<O, I> Map<O, I> {
         self.ended = true;
         self.waiting = None;
         for handle in self.window.drain(..) {
-            handle.cancel();
+            handle.cancel_queued();
         }
     }
 }

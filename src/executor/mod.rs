@@ -24,19 +24,24 @@
 
 mod batch;
 mod builder;
+mod completed;
 mod completion;
+mod doorbell;
 mod feeder;
 mod handle;
 mod map;
 mod shared;
+mod shutdown;
 
 pub(crate) use batch::Batch;
 pub use builder::{ExecutorBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
+pub use completed::{as_completed, AsCompleted, MapStream};
 pub(crate) use completion::Notify;
-pub use handle::TaskHandle;
+pub use handle::{KillOnDrop, TaskHandle};
 pub use map::Map;
 #[cfg(feature = "ctrlc")]
 pub(crate) use shared::interrupt_all;
+pub use shutdown::ShuttingDown;
 
 use crate::codec;
 use crate::error::BuildError;
@@ -45,6 +50,7 @@ use shared::Shared;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Closes the executor when the last user handle goes (feeder threads hold the `Shared` itself).
 struct Owner {
@@ -224,6 +230,36 @@ impl Executor {
         TaskHandle::new(completion)
     }
 
+    /// Submits a task with a run-time limit of its own, with the semantics of the builder's
+    /// [`task_timeout`](ExecutorBuilder::task_timeout) (which it replaces for this task): past
+    /// `timeout` the task fails with [`TaskError::is_timeout`](crate::TaskError::is_timeout),
+    /// its worker is killed and replaced, the other tasks carry on. The time counts from when
+    /// the task starts in a worker, not from submission (pebble's `schedule(timeout=)`).
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Nap(u64);
+    /// # impl workpool::Task for Nap { type Output = (); fn run(self) { std::thread::sleep(std::time::Duration::from_millis(self.0)) } }
+    /// # workpool::register!(Nap);
+    /// # fn main() { workpool::init();
+    /// use std::time::Duration;
+    /// let ex = workpool::Executor::builder().workers(1).build().unwrap();
+    /// let slow = ex.submit_with_timeout(Nap(10_000), Duration::from_millis(100));
+    /// assert!(slow.join().unwrap_err().is_timeout());
+    /// # }
+    /// ```
+    pub fn submit_with_timeout<T: Task>(&self, task: T, timeout: Duration) -> TaskHandle<T::Output> {
+        let completion = self.shared().submit_timed(
+            std::any::type_name::<T>(),
+            task::entry_of::<T>(),
+            1,
+            |out| codec::encode_into(&task, out),
+            None,
+            Some(timeout),
+        );
+        TaskHandle::new(completion)
+    }
+
     /// Submits many arguments of `T` as one frame (a batch): the worker runs them in order and
     /// returns all outputs together, or the first failure. `notify` is told when it lands.
     pub(crate) fn submit_batch<T: Task>(&self, tasks: &[T], notify: Notify) -> Batch<T::Output> {
@@ -268,6 +304,35 @@ impl Executor {
         Map::new(self.clone(), tasks.into_iter())
     }
 
+    /// The async form of [`map`](Executor::map): a [`Stream`](futures_core::Stream) of the
+    /// results in input order, with the same bounded window (input is pulled as results are
+    /// taken). Dropping it cancels what has not been sent to a worker.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Square(u64);
+    /// # impl workpool::Task for Square { type Output = u64; fn run(self) -> u64 { self.0 * self.0 } }
+    /// # workpool::register!(Square);
+    /// # async fn sum(ex: workpool::Executor) -> u64 {
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// // With `futures::StreamExt` this is `while let Some(r) = squares.next().await`.
+    /// let mut squares = ex.map_stream((0..1000).map(Square));
+    /// let mut total = 0;
+    /// while let Some(square) = poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut squares), cx)).await {
+    ///     total += square.unwrap();
+    /// }
+    /// total
+    /// # }
+    /// ```
+    pub fn map_stream<T, I>(&self, tasks: I) -> MapStream<T::Output, I::IntoIter>
+    where
+        T: Task,
+        I: IntoIterator<Item = T>,
+    {
+        MapStream::new(self.clone(), tasks.into_iter())
+    }
+
     /// A snapshot of the slots: pids, busy or idle, tasks run, restarts.
     ///
     /// ```no_run
@@ -293,6 +358,27 @@ impl Executor {
                 }
             })
             .collect()
+    }
+
+    /// [`shutdown`](Executor::shutdown) for async code: the same stop, done on a thread of
+    /// its own, so the runtime is not blocked while workers finish; the future is ready once
+    /// every worker process has exited and been reaped. The stop begins at this call (later
+    /// submits fail at once), whether or not the future is awaited.
+    ///
+    /// ```no_run
+    /// # async fn stop(ex: workpool::Executor) {
+    /// ex.shutdown_async(workpool::Shutdown::CancelQueued).await;
+    /// # }
+    /// ```
+    pub fn shutdown_async(&self, mode: Shutdown) -> ShuttingDown {
+        if mode == Shutdown::CancelQueued {
+            // At once, as `shutdown` would: nothing queued may start after this call returns.
+            self.shared().queue.drain(|env| {
+                env.completion.cancel();
+            });
+        }
+        self.shared().close();
+        shutdown::start(self, mode)
     }
 
     /// Stops the executor and waits until its workers have exited and been reaped.

@@ -2,6 +2,7 @@
 //! encoded tasks, the slots, and the process-wide list of live executors.
 
 use super::completion::{Completion, Notify};
+use super::doorbell::Doorbell;
 use crate::error::ErrorKind;
 use crate::process::wire;
 use crate::scheduler;
@@ -22,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_worker: Option<u64>,
     pub(crate) max_worker_memory: Option<u64>,
     pub(crate) handshake_timeout: Duration,
+    /// Run once in every worker before its first task (`ExecutorBuilder::initializer`).
+    pub(crate) initializer: Option<super::feeder::Initializer>,
 }
 
 /// One encoded task on its way to a worker process.
@@ -33,6 +36,8 @@ pub(crate) struct Envelope {
     /// The interrupt epoch ([`crate::interrupt::epoch`]) at submission: a task submitted before a
     /// Ctrl-C is interrupted by it; one submitted after it, never.
     pub(crate) epoch: u64,
+    /// Its own run-time limit (`Executor::submit_with_timeout`), instead of the executor's.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What the outside world can see of one slot: the place of one worker process at a time,
@@ -58,6 +63,8 @@ pub(crate) struct Slot {
     /// from before that epoch failed as interrupted (written by the Ctrl-C thread, consumed by
     /// the feeder when the process is gone).
     pub(crate) interrupt: AtomicU64,
+    /// Rung by `TaskHandle::kill` of a task written to this slot's worker (see `doorbell.rs`).
+    pub(crate) doorbell: Arc<Doorbell>,
 }
 
 /// State shared by an executor's handles and its feeder threads (tokio would call it `Shared`:
@@ -163,6 +170,19 @@ impl Shared {
         encode: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
         notify: Option<Notify>,
     ) -> Arc<Completion> {
+        self.submit_timed(name, entry, count, encode, notify, None)
+    }
+
+    /// [`submit_encoded`](Shared::submit_encoded) with a run-time limit of the task's own.
+    pub(crate) fn submit_timed(
+        &self,
+        name: &'static str,
+        entry: Option<task::Entry>,
+        count: u32,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+        notify: Option<Notify>,
+        timeout: Option<Duration>,
+    ) -> Arc<Completion> {
         let completion = Completion::new(name, notify);
         let Some(entry) = entry else {
             completion.fail(ErrorKind::NotRegistered);
@@ -188,7 +208,7 @@ impl Shared {
             return completion;
         }
         let epoch = crate::interrupt::epoch();
-        self.queue.inject(Envelope { id, frame, completion: completion.clone(), epoch });
+        self.queue.inject(Envelope { id, frame, completion: completion.clone(), epoch, timeout });
         completion
     }
 }

@@ -98,6 +98,11 @@ impl Worker {
     /// Waits (at most `grace`) for the worker to exit, kills it if it lingers, stops whatever
     /// is left in its process group, reaps it, and says how it ended.
     pub(crate) fn finish(self, grace: Duration) -> String {
+        self.finish_with_status(grace).0
+    }
+
+    /// [`finish`](Worker::finish), with the raw wait status too (`None` when unknown).
+    pub(crate) fn finish_with_status(self, grace: Duration) -> (String, Option<i32>) {
         let deadline = Instant::now() + grace;
         while !self.has_exited() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -121,12 +126,13 @@ impl Worker {
             },
             Origin::Forked(server) => server.exit_status(self.pid, Duration::from_secs(2)),
         };
-        match status {
+        let words = match status {
             Some(status) => describe(status),
             None => "ended; its exit status is unknown (it was reaped elsewhere, or the fork server that started it \
                      is gone)"
                 .into(),
-        }
+        };
+        (words, status)
     }
 }
 

@@ -37,7 +37,17 @@ impl Feeder {
         if waiting == 0 || !waited || self.shared.idle.load(Ordering::SeqCst) == 0 {
             return;
         }
+        self.take_back();
+    }
+
+    /// Takes back, through the claim ring, every task waiting in the worker's window behind the
+    /// running one, from the last: each goes back to the injector (one whose handle was killed
+    /// is dropped there by `dispatch`). True when all of them came back; false when one was
+    /// claimed first (then it, and every task before it, started or ran).
+    pub(super) fn take_back(&mut self) -> bool {
+        let Some(live) = self.live.as_mut() else { return true };
         let mut again = Vec::new();
+        let mut all = true;
         for i in (0..live.inflight.len()).rev() {
             let f = &live.inflight[i];
             if f.started {
@@ -47,6 +57,7 @@ impl Feeder {
                 continue;
             }
             if !live.process.claims.recall(f.ticket) {
+                all = false;
                 break; // claimed: it started, and so did every task before it
             }
             f.env.completion.requeue();
@@ -60,6 +71,7 @@ impl Feeder {
                     frame: env.frame.clone(),
                     completion: env.completion.clone(),
                     epoch: env.epoch,
+                    timeout: env.timeout,
                 });
                 live.inflight[i].recalled = true;
             }
@@ -67,6 +79,54 @@ impl Feeder {
         live.held_back = true;
         self.slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
         self.shared.queue.inject_many(again);
+        all
+    }
+
+    /// After the doorbell rang: handles that asked for their task back. A `cancel` is answered
+    /// for each task on its own (taken back if its worker has not claimed it). Then kills
+    /// (`TaskHandle::kill`, settled as cancelled already): waiting ones are taken back with the
+    /// rest of the window (so none of them runs); a running one has its worker killed, once
+    /// every task behind it was taken back (they run elsewhere, and no task that was not killed
+    /// fails). When one behind it was claimed first, the killed task has finished on its own:
+    /// nothing is killed.
+    pub(super) fn answer_doorbell(&mut self) {
+        self.answer_cancels();
+        let Some(live) = self.live.as_ref() else { return };
+        if live.kill.is_some() || !live.inflight.iter().any(|f| !f.recalled && f.env.completion.is_killed()) {
+            return;
+        }
+        let all_back = self.take_back();
+        let live = self.live.as_mut().expect("checked above");
+        let front = live.inflight.iter().find(|f| !f.recalled);
+        if all_back && front.is_some_and(|f| f.started && f.env.completion.is_killed()) {
+            live.kill = Some(Kill::Killed);
+            live.process.kill();
+        }
+    }
+
+    /// Answers every `cancel` waiting on a task in the window: one the worker has not claimed is
+    /// taken back through the claim ring (the worker skips it; a frame not yet begun is not
+    /// written at all) and settled as cancelled; one it claimed is not (it runs).
+    fn answer_cancels(&mut self) {
+        let Some(live) = self.live.as_mut() else { return };
+        let mut i = 0;
+        while i < live.inflight.len() {
+            let f = &live.inflight[i];
+            if f.recalled || !f.env.completion.is_cancel_requested() {
+                i += 1;
+                continue;
+            }
+            let taken_back = !f.started && live.process.claims.recall(f.ticket);
+            f.env.completion.answer_cancel(taken_back);
+            if taken_back && (i > live.unsent || (i == live.unsent && live.offset == 0)) {
+                live.inflight.remove(i);
+                continue;
+            }
+            live.inflight[i].recalled = taken_back;
+            i += 1;
+        }
+        drop_skipped(&mut live.inflight, &mut live.unsent);
+        self.slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
     }
 
     pub(super) fn check_timers(&mut self) {
@@ -93,7 +153,9 @@ impl Feeder {
             let ago = crate::sys::monotonic_ns().saturating_sub(at.load(Ordering::Relaxed));
             live.running_since = Instant::now().checked_sub(Duration::from_nanos(ago)).or(live.running_since);
         }
-        if let (Some(limit), Some(since), None) = (self.shared.config.task_timeout, live.running_since, live.kill) {
+        if let (Some(limit), Some(since), None) =
+            (running_limit(live, &self.shared.config), live.running_since, live.kill)
+        {
             if since.elapsed() >= limit {
                 live.kill = Some(Kill::Timeout(limit));
                 live.process.kill();
@@ -127,7 +189,7 @@ impl Feeder {
         if closed {
             live.process.kill();
         }
-        let status = live.process.finish(EXIT_GRACE);
+        let (status, raw_status) = live.process.finish_with_status(EXIT_GRACE);
         let cause = match (broken, closed, live.fault) {
             (Some(broken), _, _) => broken,
             (None, true, _) => "the task closed or broke the worker's channel to the executor (its socket), so the \
@@ -156,12 +218,15 @@ impl Feeder {
                 continue; // already queued again
             }
             if f.started {
-                completion.fail(match live.kill {
+                let kind = match live.kill {
                     Some(Kill::Timeout(limit)) => ErrorKind::Timeout { limit },
                     Some(Kill::Stalled) => ErrorKind::WorkerDeath { cause: cause.clone(), pid },
+                    Some(Kill::Killed) => ErrorKind::Cancelled,
                     None if interrupted(&f.env) => ErrorKind::Interrupted,
                     None => ErrorKind::WorkerDeath { cause: cause.clone(), pid },
-                });
+                };
+                let error = TaskError::new(kind, completion.task()).with_worker_end(pid, raw_status);
+                completion.complete(Err(error));
             } else if interrupted(&f.env) {
                 completion.fail(ErrorKind::Interrupted);
             } else {
@@ -185,4 +250,10 @@ impl Feeder {
             self.slot.inflight.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// The run-time limit of the task at the front of the window (the one that runs, or will run
+/// next): its own (`Executor::submit_with_timeout`), else the executor's `task_timeout`.
+pub(super) fn running_limit(live: &Live, config: &Config) -> Option<Duration> {
+    live.inflight.iter().find(|f| !f.recalled).and_then(|f| f.env.timeout).or(config.task_timeout)
 }

@@ -14,16 +14,21 @@ impl Feeder {
             // (see `recall_waiting`; an idle feeder does not wake this one).
             timeout = timeout.min(RECALL_CHECK);
         }
-        if let (Some(limit), Some(since)) = (self.shared.config.task_timeout, live.running_since) {
+        if let (Some(limit), Some(since)) = (faults::running_limit(live, &self.shared.config), live.running_since) {
             if live.kill.is_none() {
                 timeout = timeout.min((since + limit).saturating_duration_since(Instant::now()));
             }
         }
-        let watch = [(live.process.socket.as_fd(), want_write), (live.process.exit_fd(), false)];
-        let (ready, exited) = match sys::poll_many(&watch, Some(timeout)) {
-            Ok(ready) => (ready[0], ready[1].readable || ready[1].hangup),
+        // The slot's doorbell (`TaskHandle::kill`); the exit descriptor again when it has none.
+        let bell = self.slot.doorbell.fd().unwrap_or(live.process.exit_fd());
+        let watch = [(live.process.socket.as_fd(), want_write), (live.process.exit_fd(), false), (bell, false)];
+        let (ready, exited, rung) = match sys::poll_many(&watch, Some(timeout)) {
+            Ok(ready) => (ready[0], ready[1].readable || ready[1].hangup, ready[2].readable),
             Err(e) => return self.on_death(Some(format!("poll failed: {e}"))),
         };
+        if (rung || self.slot.doorbell.fd().is_none()) && self.slot.doorbell.drain() {
+            self.answer_doorbell();
+        }
         if exited && !(ready.readable || ready.hangup) {
             // Dead, although its socket is still open (a process it started holds it).
             return self.on_death(None);

@@ -24,11 +24,14 @@
 //! every task it had not started goes back to the injector and runs elsewhere.
 
 mod faults;
+mod init;
 mod io;
 
+pub(crate) use init::Initializer;
+
 use super::completion::Completion;
-use super::shared::{Envelope, Shared, Slot};
-use crate::error::ErrorKind;
+use super::shared::{Config, Envelope, Shared, Slot};
+use crate::error::{ErrorKind, TaskError};
 use crate::process::spawn::{self as process, Worker};
 use crate::process::wire::{self, Done, FrameReader, WireError};
 use crate::scheduler::{Queue, Wait};
@@ -76,6 +79,8 @@ enum Kill {
     Timeout(Duration),
     /// The worker did not take its next task within `task_timeout`.
     Stalled,
+    /// The running task's handle was killed (`TaskHandle::kill`).
+    Killed,
 }
 
 struct InFlight {
@@ -238,6 +243,11 @@ impl Feeder {
                 }
             }
             let live = self.live.as_mut().expect("started above");
+            if !env.completion.route_to(live.process.pid, &self.slot.doorbell) {
+                // Killed (`TaskHandle::kill`) before it was written: it is settled already.
+                self.slot.inflight.store(live.inflight.len(), Ordering::SeqCst);
+                continue;
+            }
             let mut env = env;
             let ticket = live.next_ticket;
             live.next_ticket = live.next_ticket.checked_add(1).unwrap_or(1);
@@ -263,7 +273,8 @@ impl Feeder {
     fn start_process(&mut self, first: &Completion) -> bool {
         let mut attempt = 0;
         let started = loop {
-            match process::start(self.shared.threads_per_worker, self.shared.config.handshake_timeout) {
+            let started = process::start(self.shared.threads_per_worker, self.shared.config.handshake_timeout);
+            match started.and_then(|worker| self.initialize(worker)) {
                 Ok(worker) => break Ok(worker),
                 Err(e) if e.sticky || attempt == START_BACKOFF.len() => break Err(e),
                 Err(_) => {
