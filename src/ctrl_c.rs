@@ -42,9 +42,11 @@ pub fn handle_ctrl_c() -> Result<(), BuildError> {
 /// What a Ctrl-C does (runs on the `ctrlc` crate's handler thread).
 fn on_ctrl_c() {
     if !interrupt::anyone_waiting() {
+        crate::observe::ctrl_c(0, false);
         // The usual meaning of Ctrl-C; the exit hook kills and reaps the workers.
         std::process::exit(130);
     }
     let epoch = interrupt::begin();
+    crate::observe::ctrl_c(epoch, true);
     crate::executor::interrupt_all(epoch);
 }
