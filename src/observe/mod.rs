@@ -77,7 +77,10 @@ impl ExecutorObserver {
 
     /// The feeder's side for slot `index`.
     pub(crate) fn slot(self: &Arc<Self>, index: usize) -> SlotObserver {
-        SlotObserver { shared: self.clone(), index, idle_from: None, last_end: None, respawn: false }
+        let mut observer =
+            SlotObserver { shared: self.clone(), index, idle_from: None, last_end: None, respawn: false };
+        observer.begin_idle(self.built);
+        observer
     }
 
     fn is_recording(&self) -> bool {
@@ -89,7 +92,7 @@ impl ExecutorObserver {
 pub(crate) struct SlotObserver {
     shared: Arc<ExecutorObserver>,
     index: usize,
-    /// Since when the slot's worker process has been alive with nothing in flight.
+    /// Since when the slot has had no task in flight (None: it has, or a worker is starting).
     idle_from: Option<Instant>,
     /// Where the last span on this slot's track ended: spans never overlap.
     last_end: Option<Instant>,
@@ -116,6 +119,15 @@ impl SlotObserver {
     fn end_idle(&mut self, now: Instant) {
         if let Some(from) = self.idle_from.take() {
             self.counters().idle.add(now.saturating_duration_since(from));
+            self.counters().idle_since.set(None, self.shared.built);
+        }
+    }
+
+    /// The slot has had nothing in flight since `at` (unless it already was idle).
+    fn begin_idle(&mut self, at: Instant) {
+        if self.idle_from.is_none() {
+            self.idle_from = Some(at);
+            self.counters().idle_since.set(Some(at), self.shared.built);
         }
     }
 
@@ -123,10 +135,12 @@ impl SlotObserver {
     pub(crate) fn started(&mut self, began: Instant, pid: u32, tries: usize) {
         let now = Instant::now();
         let took = now - began;
+        self.end_idle(began);
         self.counters().starting.add(took);
         log::started(self.index, pid, took, tries, self.respawn);
         self.respawn = false;
-        self.idle_from = Some(now);
+        // Idle until its first task is dispatched, at once (unless a Ctrl-C came meanwhile).
+        self.begin_idle(now);
         if self.shared.is_recording() {
             let (start, end) = self.span(began, now);
             self.record(Event::Spawn { pid, start, end });
@@ -136,9 +150,11 @@ impl SlotObserver {
     /// One try to start a worker failed; `gave_up` when it was the last.
     pub(crate) fn start_failed(&mut self, began: Instant, message: &str, gave_up: bool) {
         let now = Instant::now();
+        self.end_idle(began);
         self.counters().start_failures.add_u64(1);
         if gave_up {
             self.counters().starting.add(now - began);
+            self.begin_idle(now);
         }
         log::start_failed(self.index, message, gave_up);
         if self.shared.is_recording() {
@@ -169,7 +185,7 @@ impl SlotObserver {
         counters.busy.add(Duration::from_nanos(elapsed_ns));
         counters.bytes_from.add_u64(bytes as u64);
         if empty {
-            self.idle_from = Some(now);
+            self.begin_idle(now);
         }
         if self.shared.is_recording() {
             let began = now.checked_sub(Duration::from_nanos(elapsed_ns)).unwrap_or(now);
@@ -206,7 +222,8 @@ impl SlotObserver {
         running: Option<(&'static str, u64, usize, Option<Instant>)>,
     ) {
         let now = Instant::now();
-        self.end_idle(now);
+        // Its tasks failed or went back to the queue: the slot has nothing in flight.
+        self.begin_idle(now);
         self.respawn = true;
         let signal = signal_in(status);
         self.counters().count_death(cause, signal.is_some());
@@ -233,7 +250,6 @@ impl SlotObserver {
 
     /// The worker `pid` was closed gracefully (idle timeout, recycling, shutdown).
     pub(crate) fn closed(&mut self, pid: u32, idle: bool) {
-        self.end_idle(Instant::now());
         log::closed(self.index, pid, idle);
         if self.shared.is_recording() {
             self.record(Event::Closed { at: Instant::now(), pid, idle });

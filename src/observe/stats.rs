@@ -28,6 +28,25 @@ impl Counter {
     }
 }
 
+/// An instant as nanoseconds since the executor was built, plus one (0: none); one writer.
+#[derive(Default)]
+pub(super) struct Since(AtomicU64);
+
+impl Since {
+    pub(super) fn set(&self, at: Option<Instant>, built: Instant) {
+        let ns = at.map_or(0, |at| at.saturating_duration_since(built).as_nanos() as u64 + 1);
+        self.0.store(ns, Ordering::Relaxed);
+    }
+
+    /// Time from then until `now`; zero when unset.
+    fn until(&self, now: Instant, built: Instant) -> Duration {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            ns => now.saturating_duration_since(built + Duration::from_nanos(ns - 1)),
+        }
+    }
+}
+
 /// The counters of one slot (see the module docs for who writes them).
 #[derive(Default)]
 pub(super) struct SlotCounters {
@@ -35,6 +54,8 @@ pub(super) struct SlotCounters {
     /// Nanoseconds.
     pub(super) busy: Counter,
     pub(super) idle: Counter,
+    /// Since when the slot has been idle (an idle stretch still open counts in snapshots).
+    pub(super) idle_since: Since,
     pub(super) starting: Counter,
     pub(super) start_failures: Counter,
     pub(super) bytes_to: Counter,
@@ -58,12 +79,12 @@ impl SlotCounters {
         }
     }
 
-    fn snapshot(&self, starts: u64) -> SlotStats {
+    fn snapshot(&self, starts: u64, built: Instant, now: Instant) -> SlotStats {
         let ns = |c: &Counter| Duration::from_nanos(c.get());
         SlotStats {
             tasks_run: self.tasks.get(),
             busy: ns(&self.busy),
-            idle: ns(&self.idle),
+            idle: ns(&self.idle) + self.idle_since.until(now, built),
             starting: ns(&self.starting),
             starts,
             start_failures: self.start_failures.get(),
@@ -126,7 +147,10 @@ pub struct SlotStats {
     pub tasks_run: u64,
     /// Time its workers spent running tasks, as they measured it.
     pub busy: Duration,
-    /// Time a worker process of this slot was alive with no task in flight.
+    /// Time the slot had no task in flight (with a worker process waiting, or none at all).
+    /// `busy + idle + starting` is at most the uptime; the rest is time with tasks in flight
+    /// that were not running: frames on their way, results on theirs, a task about to be
+    /// killed at its timeout.
     pub idle: Duration,
     /// Time spent starting worker processes (until their hello), retries included.
     pub starting: Duration,
@@ -194,10 +218,12 @@ pub struct ExecutorStats {
 
 impl ExecutorStats {
     pub(crate) fn collect(observer: &super::ExecutorObserver, starts: impl Iterator<Item = u64>) -> Self {
-        let slots: Vec<SlotStats> = observer.slots.iter().zip(starts).map(|(s, n)| s.counters.snapshot(n)).collect();
+        let (built, now) = (observer.built, Instant::now());
+        let slots: Vec<SlotStats> =
+            observer.slots.iter().zip(starts).map(|(s, n)| s.counters.snapshot(n, built, now)).collect();
         let mut total = SlotStats::default();
         slots.iter().for_each(|s| total.add(s));
-        ExecutorStats { slots, total, uptime: observer.built.elapsed() }
+        ExecutorStats { slots, total, uptime: now - built }
     }
 
     /// Busy time over what the slots could have done since the executor was built:
@@ -380,7 +406,11 @@ mod tests {
         c.count_death(DeathCause::Timeout, false);
         c.count_death(DeathCause::Interrupted, false);
         c.busy.add(Duration::from_millis(3));
-        let s = c.snapshot(4);
+        let built = Instant::now();
+        c.idle.add(Duration::from_millis(2));
+        c.idle_since.set(Some(built + Duration::from_millis(10)), built);
+        let s = c.snapshot(4, built, built + Duration::from_millis(15));
+        assert_eq!(s.idle, Duration::from_millis(7), "2 ms closed, 5 ms still open");
         assert_eq!((s.deaths.signal, s.deaths.exit, s.deaths.timeout, s.deaths.interrupted), (1, 1, 1, 1));
         assert_eq!(s.deaths.total(), 4);
         let mut total = SlotStats::default();
