@@ -10,10 +10,11 @@ the same events from the same file, so the picture is the data, not a mock-up.
 """
 
 import html
+import os
 import json
 import sys
 
-WIDTH, LEFT, ROW, TOP = 1100, 130, 34, 40
+WIDTH, LEFT, RIGHT, ROW, TOP = 1100, 110, 70, 34, 40
 PALETTE = ["#4e79a7", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7"]
 
 
@@ -28,7 +29,7 @@ def main(src, dst):
     row = {tid: i for i, tid in enumerate(tids)}
     timed = [e for e in events if e.get("ph") in ("X", "i")]
     end = max(e["ts"] + e.get("dur", 0) for e in timed) or 1.0
-    scale = (WIDTH - LEFT - 20) / end
+    scale = (WIDTH - LEFT - RIGHT) / end
     colours, legend = {}, []
 
     def colour(name):
@@ -41,11 +42,11 @@ def main(src, dst):
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            'font-family="sans-serif" font-size="11">',
            f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
-           f'<text x="{LEFT}" y="16" font-size="13">workpool timeline: {html.escape(src)} '
+           f'<text x="{LEFT}" y="16" font-size="13">workpool timeline: {html.escape(os.path.basename(src))} '
            f'({end / 1000:.0f} ms)</text>']
     for tid in tids:
         y = TOP + row[tid] * ROW
-        out.append(f'<rect x="{LEFT}" y="{y}" width="{WIDTH - LEFT - 20}" height="{ROW - 8}" fill="#f3f3f3"/>')
+        out.append(f'<rect x="{LEFT}" y="{y}" width="{WIDTH - LEFT - RIGHT}" height="{ROW - 8}" fill="#f3f3f3"/>')
         out.append(f'<text x="8" y="{y + ROW / 2}">{html.escape(names[tid])}</text>')
     # Spans; neighbours of one name closer than a pixel are drawn as one box (thousands of tiny
     # tasks would otherwise be thousands of invisible boxes).
@@ -53,11 +54,11 @@ def main(src, dst):
     for e in sorted((e for e in timed if e["ph"] == "X" and e["tid"] in row), key=lambda e: e["ts"]):
         kind = {"spawn": "start worker", "wait": "wait"}.get(e.get("cat"), short(e["name"]))
         if e.get("args", {}).get("failed"):
-            kind = short(e["name"]) + " (worker died)"
+            kind = short(e["name"]) + " (its worker died)"
         x0, x1 = LEFT + e["ts"] * scale, LEFT + (e["ts"] + e["dur"]) * scale
         key = (e["tid"], kind)
         last = boxes.setdefault(key, [])
-        if last and x0 - last[-1][1] < 1.0:
+        if last and x0 - last[-1][1] < 1.0 and x1 - x0 < 2.0 and last[-1][1] - last[-1][0] < 2.0:
             last[-1][1] = max(last[-1][1], x1)
             last[-1][2] += 1
         else:
@@ -72,7 +73,9 @@ def main(src, dst):
         for x0, x1, n in spans:
             title = f"{kind} × {n}" if n > 1 else kind
             out.append(f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 0.8):.1f}" height="{ROW - 12}" '
-                       f'fill="{fill}"><title>{html.escape(title)}</title></rect>')
+                       f'fill="{fill}" stroke="white" stroke-width="0.6"><title>{html.escape(title)}</title></rect>')
+            if x1 - x0 > 8 * len(kind):
+                out.append(f'<text x="{x0 + 4:.1f}" y="{y + ROW / 2}" fill="white">{html.escape(kind)}</text>')
     # Instants: deaths (with the signal), timeouts, Ctrl-C.
     for e in timed:
         if e["ph"] != "i":
