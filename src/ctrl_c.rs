@@ -49,6 +49,7 @@ pub fn handle_ctrl_c() -> Result<(), BuildError> {
 fn on_ctrl_c() {
     let heard = wake_listeners();
     if !interrupt::anyone_waiting() {
+        crate::observe::ctrl_c(0, false);
         if heard {
             return; // an async program shuts down on its own terms
         }
@@ -56,6 +57,7 @@ fn on_ctrl_c() {
         std::process::exit(130);
     }
     let epoch = interrupt::begin();
+    crate::observe::ctrl_c(epoch, true);
     crate::executor::interrupt_all(epoch);
 }
 

@@ -175,6 +175,7 @@ mod error;
 mod executor;
 pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see its first lines.
 mod interrupt;
+mod observe;
 mod parallel;
 mod pause;
 mod process;
@@ -196,6 +197,7 @@ pub use executor::{
     as_completed, AsCompleted, Executor, ExecutorBuilder, KillOnDrop, Map, MapStream, Shutdown, ShuttingDown,
     TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
+pub use observe::{Deaths, ExecutorStats, ParallelStats, Recording, SlotStats, Timeline};
 pub use parallel::{Backend, Parallel, ParallelIter};
 pub use process::{init, main};
 pub use task::{task, Task};

@@ -287,7 +287,7 @@ fn a_handle_can_be_awaited_without_any_runtime() {
         }
         total
     });
-    assert_eq!(sum, (0..50).map(|n| n * n).sum());
+    assert_eq!(sum, (0..50).map(|n| n * n).sum::<u64>());
     assert!(block_on(ex.submit(Panic("awaited".into()))).unwrap_err().is_panic());
 }
 

@@ -34,6 +34,8 @@
 //! Python peers: run `python3 /work/shared/bench/peers.py 20000 > peers.txt` (in the same
 //! session) and set `WORKPOOL_BENCH_PEERS=peers.txt`: their figures are added as rows.
 //! `WORKPOOL_BENCH_ONLY=cold,submit,map,long,rss,idle,crash,resident,payload` picks scenarios.
+//! `WORKPOOL_BENCH_TIMELINE=1` records a timeline ([`Executor::record`]) over each measured
+//! run of `submit` and `map` (finished after the clock stopped): the cost of recording.
 //!
 //! Run: `CARGO_TARGET_DIR=target/bench-helper cargo bench -p workpool-benchmarks --bench executor`
 
@@ -115,6 +117,19 @@ const WORKERS: usize = 2;
 /// procspawn's window (see the module docs).
 const PS_WINDOW: usize = 256;
 
+/// A recording of `ex` when `WORKPOOL_BENCH_TIMELINE` is set.
+fn record(ex: &Executor) -> Option<workpool::Recording> {
+    std::env::var_os("WORKPOOL_BENCH_TIMELINE").map(|_| ex.record())
+}
+
+/// Ends a recording (after the clock stopped); it must hold a span per task.
+fn finish(recording: Option<workpool::Recording>, tasks: usize) {
+    if let Some(recording) = recording {
+        let recorded = recording.finish().tasks();
+        assert!(recorded >= tasks, "the timeline holds {recorded} of {tasks} tasks");
+    }
+}
+
 fn main() {
     workpool::init();
     procspawn::init();
@@ -154,11 +169,15 @@ fn main() {
     if selected("submit") {
         let (mut w256, mut wall, mut ps) = (vec![], vec![], vec![]);
         for run in 0..runs {
+            let recording = record(&ex);
             let (w, p) =
                 alternate(run, || windowed_workpool(&ex, tasks, PS_WINDOW), || windowed_procspawn(&ps_pool, tasks));
+            finish(recording, tasks);
             w256.push(tasks as f64 / w.as_secs_f64());
             ps.push(tasks as f64 / p.as_secs_f64());
+            let recording = record(&ex);
             wall.push(tasks as f64 / windowed_workpool(&ex, tasks, tasks).as_secs_f64());
+            finish(recording, tasks);
         }
         let name = format!("{tasks} tiny tasks, submit+join in windows of {PS_WINDOW}, tasks/s");
         table.row(&name, &w256, "procspawn::Pool, W=256", &ps, fmt_rate);
@@ -172,12 +191,14 @@ fn main() {
     if selected("map") {
         let mut wp = vec![];
         for _ in 0..runs {
+            let recording = record(&ex);
             let start = Instant::now();
             let mut sum = 0u64;
             for out in ex.map((0..map_tasks as u64).map(Tiny)) {
                 sum = sum.wrapping_add(out.expect("tiny task"));
             }
             wp.push(map_tasks as f64 / start.elapsed().as_secs_f64());
+            finish(recording, map_tasks);
             assert_eq!(sum, (0..map_tasks as u64).map(tiny).fold(0, u64::wrapping_add));
         }
         let name = format!("Executor::map over {map_tasks} tiny tasks, tasks/s");

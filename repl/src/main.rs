@@ -562,6 +562,28 @@ impl Shell {
             };
             println!("  {slot:>4}  {pid:<8}  {status:<11}  {:>9}  {:>6}  {:>6}", w.tasks_run, w.starts, w.deaths);
         }
+        // Where the time went (Executor::stats), since this executor was built.
+        let stats = state.executor.stats();
+        println!("  where the time went, over the {} since this executor was built:", secs(stats.uptime));
+        let line = |s: &workpool::SlotStats| {
+            let d = &s.deaths;
+            format!(
+                "busy {}, idle {}, starting workers {}; {} to workers, {} back; deaths: {} signal, {} exit, {} timeout, {} Ctrl-C",
+                secs(s.busy),
+                secs(s.idle),
+                secs(s.starting),
+                bytes(s.bytes_to_workers),
+                bytes(s.bytes_from_workers),
+                d.signal,
+                d.exit,
+                d.timeout + d.stalled,
+                d.interrupted
+            )
+        };
+        for (slot, s) in stats.slots.iter().enumerate() {
+            println!("  slot {slot}: {}", line(s));
+        }
+        println!("  all:    {}; {:.0} % busy", line(&stats.total), 100.0 * stats.efficiency());
     }
 
     fn resize(&self, n: &str) -> Result<(), String> {
@@ -756,6 +778,15 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 /// `1.5 s`, `250 ms`.
+/// A byte count in words: "830 B", "12.3 KiB", "4.5 MiB".
+fn bytes(n: u64) -> String {
+    match n {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0)),
+    }
+}
+
 fn secs(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())

@@ -131,6 +131,18 @@ fn deaths(table: &str) -> u64 {
         .sum()
 }
 
+/// The busy time of the `all:` line of a `workers` table, in seconds ("busy 312 ms", "busy 1.25 s").
+fn busy_in_total(table: &str) -> f64 {
+    let line = table.lines().find(|l| l.trim_start().starts_with("all:")).expect("an `all:` line");
+    let words: Vec<&str> = line.split("busy ").nth(1).expect("busy").split([' ', ',']).collect();
+    let value: f64 = words[0].parse().expect("a number");
+    if words[1] == "ms" {
+        value / 1000.0
+    } else {
+        value
+    }
+}
+
 /// A running shell, its output so far, and a cursor into that output.
 struct Session {
     child: Child,
@@ -373,6 +385,10 @@ fn a_session_through_pipes_survives_crashes_ctrl_c_and_idle_exits() {
     for pid in &first {
         assert!(Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} runs");
     }
+    // Where the time went: 6 tasks of 50 ms are at least 300 ms busy, over both slots.
+    let busy = busy_in_total(&table);
+    assert!((0.3..3.0).contains(&busy), "busy {busy} s in:\n{table}");
+    assert!(table.contains("  slot 0: busy ") && table.contains("  slot 1: busy "), "a stats line per slot:\n{table}");
 
     // Crashes cost one task each; the pool carries on.
     let out = s.command("crash segv");
@@ -384,6 +400,7 @@ fn a_session_through_pipes_survives_crashes_ctrl_c_and_idle_exits() {
     let table = s.command("workers");
     assert!(table.contains("deaths"), "{table}");
     assert_eq!(deaths(&table), 2, "a segfault and an abort; a panic is no death:\n{table}");
+    assert!(table.contains("deaths: 2 signal, 0 exit, 0 timeout, 0 Ctrl-C; "), "by cause:\n{table}");
 
     // Ctrl-C during a long batch: back to the prompt, the pool intact.
     s.type_line("run 100 200");

@@ -335,6 +335,7 @@ impl Completion {
     /// Blocks until done (or `deadline`), then takes the outcome.
     pub(crate) fn wait_take(&self, deadline: Option<Instant>) -> Option<Outcome> {
         let _waiting = crate::interrupt::Waiting::enter();
+        let _wait = crate::observe::Wait::begin(self.task);
         let mut state = self.state.lock();
         loop {
             match std::mem::replace(&mut *state, State::Taken) {

@@ -93,11 +93,14 @@ pub(crate) struct Shared {
     /// worker process was reaped: later and concurrent callers wait for it.
     pub(crate) stopped: Mutex<bool>,
     pub(crate) stopped_cv: parking_lot::Condvar,
+    /// Stats and the timeline (`src/observe/`).
+    pub(crate) observe: Arc<crate::observe::ExecutorObserver>,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config, queue: Arc<scheduler::Shared<Envelope>>, threads_per_worker: usize) -> Self {
         let slots = (0..config.workers).map(|_| Arc::new(Slot::default())).collect();
+        let observe = crate::observe::ExecutorObserver::new(config.workers);
         Shared {
             config,
             queue,
@@ -110,6 +113,7 @@ impl Shared {
             threads: Mutex::new(Vec::new()),
             stopped: Mutex::new(false),
             stopped_cv: parking_lot::Condvar::new(),
+            observe,
         }
     }
 

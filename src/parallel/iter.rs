@@ -17,6 +17,7 @@ use super::sizer::Sizer;
 use super::Parallel;
 use crate::error::{ErrorKind, TaskError};
 use crate::interrupt;
+use crate::observe::ParallelCounter;
 use crate::task::Task;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -71,6 +72,8 @@ pub struct ParallelIter<T: Task, I> {
     /// The interrupt epoch when the run began.
     epoch: u64,
     progress: Progress,
+    /// What [`ParallelIter::stats`] reports.
+    counter: ParallelCounter,
     ended: bool,
     /// While the iterator is being consumed, Ctrl-C interrupts it (even between two `next`
     /// calls, and on the inline runner) instead of exiting the program.
@@ -105,6 +108,7 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
             abort: Arc::new(AtomicBool::new(false)),
             epoch: interrupt::epoch(),
             progress: Progress::new(options.progress, options.verbose, remaining, jobs),
+            counter: ParallelCounter::new(jobs),
             ended: false,
             waiting: None,
         }
@@ -125,6 +129,7 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
             }
             let tag = self.next_batch;
             self.next_batch += 1;
+            self.counter.dispatched(batch.len());
             let pending = pool.dispatch(batch, &self.tx, tag, &self.abort);
             self.pending.insert(tag, pending);
         }
@@ -132,6 +137,7 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
 
     /// Waits for the next finished batch; its outputs, or the error that ends the run.
     fn collect_one(&mut self, pool: &Pool) -> Result<(usize, Vec<T::Output>), TaskError> {
+        let wait = crate::observe::Wait::begin(std::any::type_name::<T>());
         let tag = loop {
             // The iterator holds a sender itself, so the channel never disconnects: an error
             // here is a timeout, the moment to look for a Ctrl-C that threads cannot see.
@@ -142,9 +148,11 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
                 return Err(TaskError::new(ErrorKind::Interrupted, std::any::type_name::<T>()));
             }
         };
+        drop(wait);
         let pending = self.pending.remove(&tag).expect("a batch we dispatched");
         let (outputs, elapsed) = pending.take();
         let outputs = outputs?;
+        self.counter.finished(outputs.len(), elapsed);
         self.sizer.record(outputs.len(), elapsed);
         self.progress.advance(outputs.len());
         Ok((tag, outputs))
@@ -164,7 +172,12 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
             self.stop();
             return Some(Err(TaskError::new(ErrorKind::Interrupted, std::any::type_name::<T>())));
         }
-        let result = run_batch(vec![task]).0.map(|mut out| out.pop().expect("one output"));
+        self.counter.dispatched(1);
+        let (result, elapsed) = run_batch(vec![task]);
+        let result = result.map(|mut out| out.pop().expect("one output"));
+        if result.is_ok() {
+            self.counter.finished(1, elapsed);
+        }
         if result.is_err() {
             self.stop();
         } else {
@@ -245,6 +258,30 @@ impl<T: Task, I: Iterator<Item = T>> Iterator for ParallelIter<T, I> {
 }
 
 impl<T: Task, I> ParallelIter<T, I> {
+    /// What the run did so far: batches and their sizes, busy and wall time, efficiency and
+    /// Amdahl's serial fraction (see [`ParallelStats`](crate::ParallelStats)). Call it while
+    /// iterating or after the last item.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)]
+    /// # struct Square(u64);
+    /// # impl workpool::Task for Square {
+    /// #     type Output = u64;
+    /// #     fn run(self) -> u64 { self.0 * self.0 }
+    /// # }
+    /// # workpool::register!(Square);
+    /// workpool::init();
+    /// let mut run = workpool::Parallel::new().iter((0..10_000).map(Square));
+    /// let sum: u64 = run.by_ref().map(Result::unwrap).sum();
+    /// let stats = run.stats();
+    /// assert_eq!(stats.tasks, 10_000);
+    /// println!("{sum}: {} batches, efficiency {:.2}", stats.batches, stats.efficiency());
+    /// ```
+    pub fn stats(&self) -> crate::ParallelStats {
+        self.counter.snapshot()
+    }
+
     /// Ends the run: batches not yet started are cancelled, thread batches not yet begun skip
     /// their work, the bar is cleared.
     fn stop(&mut self) {

@@ -30,6 +30,7 @@ impl Feeder {
                 if waiting > 0 && now - live.front_since > limit {
                     live.kill = Some(Kill::Stalled);
                     live.process.kill();
+                    self.observe.timed_out(live.process.pid, None);
                     return;
                 }
             }
@@ -159,6 +160,7 @@ impl Feeder {
             if since.elapsed() >= limit {
                 live.kill = Some(Kill::Timeout(limit));
                 live.process.kill();
+                self.observe.timed_out(live.process.pid, Some(limit));
             }
         }
     }
@@ -206,6 +208,16 @@ impl Feeder {
         // submitted after it is not misreported as interrupted (by this death or a later one).
         let interrupt = self.slot.interrupt.swap(0, Ordering::SeqCst);
         let interrupted = |env: &Envelope| interrupt != 0 && env.epoch < interrupt;
+        let running = live.inflight.iter().find(|f| f.started && !f.recalled);
+        let death = match live.kill {
+            Some(Kill::Timeout(_)) => crate::observe::DeathCause::Timeout,
+            Some(Kill::Stalled) => crate::observe::DeathCause::Stalled,
+            Some(Kill::Killed) => crate::observe::DeathCause::Killed,
+            None if running.is_some_and(|f| interrupted(&f.env)) => crate::observe::DeathCause::Interrupted,
+            None => crate::observe::DeathCause::Crash,
+        };
+        let running = running.map(|f| (f.env.completion.task(), f.env.id, f.env.frame.len(), live.running_since));
+        self.observe.died(pid, death, &cause, running);
         // Counters before any handle is completed (see handle_frames); the death is counted
         // before the pid disappears, so no snapshot shows a vanished worker that did not die.
         self.slot.deaths.fetch_add(1, Ordering::SeqCst);
@@ -242,6 +254,8 @@ impl Feeder {
         if let Some(live) = self.live.take() {
             self.shared.queue.sleep.set_warm(self.queue.index(), false);
             debug_assert!(live.inflight.is_empty());
+            let idle = !live.retiring && !self.shared.queue.is_terminating();
+            self.observe.closed(live.process.pid, idle);
             // End of stream: the worker exits (it is killed if it lingers); whatever its tasks
             // left running in its process group is stopped.
             let _ = live.process.socket.shutdown(std::net::Shutdown::Both);

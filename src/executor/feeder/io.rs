@@ -111,6 +111,7 @@ impl Feeder {
     pub(super) fn handle_frames(&mut self) -> Result<(), WireError> {
         let shared = &self.shared;
         let slot = &self.slot;
+        let observe = &mut self.observe;
         let live = self.live.as_mut().expect("live");
         while let Some(frame) = live.reader.next_frame()? {
             drop_skipped(&mut live.inflight, &mut live.unsent);
@@ -138,6 +139,8 @@ impl Feeder {
                     // Counters first: whoever `join` wakes must see the task counted as done.
                     slot.tasks_run.fetch_add(1, Ordering::SeqCst);
                     slot.inflight.store(live.inflight.len(), Ordering::SeqCst);
+                    let task = (f.env.completion.task(), f.env.id, f.env.frame.len());
+                    observe.done(task, elapsed_ns, frame.body.len(), live.front_since, live.inflight.is_empty());
                     f.env.completion.set_elapsed(elapsed_ns);
                     complete(&f.env.completion, done);
                     live.idle_since = Instant::now();
@@ -146,6 +149,7 @@ impl Feeder {
                     if let Some(ceiling) = shared.config.max_worker_memory {
                         if sys::rss_bytes(live.process.pid).is_some_and(|rss| rss > ceiling) {
                             live.retiring = true;
+                            observe.recycling(live.process.pid, "max_worker_memory");
                         }
                     }
                 }

@@ -144,11 +144,14 @@ pub(crate) struct Feeder {
     live: Option<Live>,
     /// Moving average of task run times reported by workers (ns); 0 until the first report.
     avg_ns: f64,
+    /// Stats, timeline and log events of this slot (`src/observe/`).
+    observe: crate::observe::SlotObserver,
 }
 
 impl Feeder {
     pub(crate) fn new(shared: Arc<Shared>, queue: Queue<Envelope>, slot: Arc<Slot>) -> Self {
-        Feeder { shared, queue, slot, held: None, live: None, avg_ns: 0.0 }
+        let observe = shared.observe.slot(queue.index());
+        Feeder { shared, queue, slot, held: None, live: None, avg_ns: 0.0, observe }
     }
 
     pub(crate) fn run(mut self) {
@@ -256,10 +259,12 @@ impl Feeder {
             if live.inflight.is_empty() {
                 live.front_since = Instant::now();
             }
+            self.observe.dispatched(env.frame.len(), live.inflight.is_empty());
             live.inflight.push_back(InFlight { env, started: false, ticket, recalled: false });
             live.sent += 1;
             if self.shared.config.max_tasks_per_worker.is_some_and(|max| live.sent >= max) {
                 live.retiring = true;
+                self.observe.recycling(live.process.pid, "max_tasks_per_worker");
             }
             self.slot.inflight.store(live.inflight.len(), Ordering::Relaxed);
         }
@@ -272,12 +277,14 @@ impl Feeder {
     /// fails and later submits fail at once).
     fn start_process(&mut self, first: &Completion) -> bool {
         let mut attempt = 0;
+        let began = Instant::now();
         let started = loop {
             let started = process::start(self.shared.threads_per_worker, self.shared.config.handshake_timeout);
             match started.and_then(|worker| self.initialize(worker)) {
                 Ok(worker) => break Ok(worker),
                 Err(e) if e.sticky || attempt == START_BACKOFF.len() => break Err(e),
-                Err(_) => {
+                Err(e) => {
+                    self.observe.start_failed(began, &e.message, false);
                     std::thread::sleep(START_BACKOFF[attempt]);
                     attempt += 1;
                 }
@@ -285,6 +292,7 @@ impl Feeder {
         };
         match started {
             Ok(process) => {
+                self.observe.started(began, process.pid, attempt + 1);
                 self.shared.queue.sleep.set_warm(self.queue.index(), true);
                 self.slot.pid.store(process.pid, Ordering::SeqCst);
                 self.slot.starts.fetch_add(1, Ordering::Relaxed);
@@ -310,6 +318,7 @@ impl Feeder {
                 true
             }
             Err(e) => {
+                self.observe.start_failed(began, &e.message, true);
                 let message = if e.sticky {
                     e.message.clone()
                 } else {
