@@ -129,6 +129,7 @@ mod error;
 mod executor;
 pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see its first lines.
 mod interrupt;
+mod launcher;
 mod parallel;
 mod pause;
 mod process;
@@ -147,6 +148,7 @@ pub use error::{BuildError, ErrorKind, TaskError};
 pub use executor::{
     Executor, ExecutorBuilder, Map, Shutdown, TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
+pub use launcher::Launcher;
 pub use parallel::{Backend, Parallel, ParallelIter};
 pub use process::{init, main};
 pub use task::{task, Task};

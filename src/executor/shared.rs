@@ -22,6 +22,9 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_worker: Option<u64>,
     pub(crate) max_worker_memory: Option<u64>,
     pub(crate) handshake_timeout: Duration,
+    /// How workers are started (local by default), and where remote ones connect back to.
+    pub(crate) launcher: crate::launcher::Launcher,
+    pub(crate) listen: std::net::SocketAddr,
 }
 
 /// One encoded task on its way to a worker process.
@@ -86,6 +89,8 @@ pub(crate) struct Shared {
     /// worker process was reaped: later and concurrent callers wait for it.
     pub(crate) stopped: Mutex<bool>,
     pub(crate) stopped_cv: parking_lot::Condvar,
+    /// The remote side (listener, key) of an executor whose launcher is not local; set at build.
+    pub(crate) cluster: OnceLock<Arc<crate::process::remote::Cluster>>,
 }
 
 impl Shared {
@@ -103,6 +108,7 @@ impl Shared {
             threads: Mutex::new(Vec::new()),
             stopped: Mutex::new(false),
             stopped_cv: parking_lot::Condvar::new(),
+            cluster: OnceLock::new(),
         }
     }
 

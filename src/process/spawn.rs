@@ -60,6 +60,9 @@ enum Origin {
     Child,
     /// A child of the fork server, which reaps it and reports its status.
     Forked(Arc<ForkServer>),
+    /// A worker on another host, behind its link (`pid` is its launcher's, a child of ours in
+    /// a process group of its own; the exit descriptor hangs up when the link ends).
+    Remote(Arc<super::remote::Link>),
 }
 
 /// A started worker that said hello.
@@ -74,6 +77,17 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// A remote worker as the feeder drives it: `socket` is relayed to its connection.
+    pub(crate) fn remote(
+        pid: u32,
+        socket: UnixStream,
+        exit: OwnedFd,
+        claims: Claims,
+        link: Arc<super::remote::Link>,
+    ) -> Worker {
+        Worker { pid, socket, pidfd: exit, origin: Origin::Remote(link), claims }
+    }
+
     /// Readable once the worker process has exited.
     pub(crate) fn exit_fd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
@@ -91,6 +105,9 @@ impl Worker {
 
     /// SIGKILL to the worker and to its process group (what its tasks started).
     pub(crate) fn kill(&self) {
+        if let Origin::Remote(link) = &self.origin {
+            return link.kill("killed by the executor");
+        }
         sys::pidfd_kill(self.pidfd.as_fd());
         sys::kill_group(self.pid);
     }
@@ -102,7 +119,10 @@ impl Worker {
         while !self.has_exited() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                sys::pidfd_kill(self.pidfd.as_fd());
+                match &self.origin {
+                    Origin::Remote(link) => link.kill("it did not stop in time"),
+                    _ => sys::pidfd_kill(self.pidfd.as_fd()),
+                }
             }
             let _ = sys::poll(self.pidfd.as_fd(), false, Some(left.max(Duration::from_millis(1))));
         }
@@ -120,6 +140,7 @@ impl Worker {
                 }
             },
             Origin::Forked(server) => server.exit_status(self.pid, Duration::from_secs(2)),
+            Origin::Remote(link) => return link.finish(Duration::from_secs(2)),
         };
         match status {
             Some(status) => describe(status),

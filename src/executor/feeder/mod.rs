@@ -263,7 +263,12 @@ impl Feeder {
     fn start_process(&mut self, first: &Completion) -> bool {
         let mut attempt = 0;
         let started = loop {
-            match process::start(self.shared.threads_per_worker, self.shared.config.handshake_timeout) {
+            let handshake = self.shared.config.handshake_timeout;
+            let result = match self.shared.cluster.get() {
+                Some(cluster) => cluster.start(self.queue.index(), handshake),
+                None => process::start(self.shared.threads_per_worker, handshake),
+            };
+            match result {
                 Ok(worker) => break Ok(worker),
                 Err(e) if e.sticky || attempt == START_BACKOFF.len() => break Err(e),
                 Err(_) => {
