@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
-    pub dir: PathBuf,
-    pub port: u16,
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
 }
 
 impl Sshd {
-    pub fn start() -> Option<Sshd> {
+    pub(crate) fn start() -> Option<Sshd> {
         let sshd = PathBuf::from("/usr/sbin/sshd");
         if !sshd.exists() || Command::new("ssh-keygen").arg("-?").stderr(Stdio::null()).status().is_err() {
             eprintln!("SKIPPED: no /usr/sbin/sshd or ssh-keygen here (apt-get install -y openssh-server)");
@@ -68,7 +68,7 @@ impl Sshd {
     }
 
     /// The launcher for this server, with `slots` slots on 127.0.0.1.
-    pub fn launcher(&self, slots: usize) -> workpool::Launcher {
+    pub(crate) fn launcher(&self, slots: usize) -> workpool::Launcher {
         workpool::Launcher::ssh([format!("127.0.0.1:{slots}")])
             .port(self.port)
             .identity_file(self.dir.join("user"))
