@@ -81,6 +81,7 @@
 //! | the process executor | [`Executor`], [`ExecutorBuilder`], [`TaskHandle`], [`Map`], [`WorkerInfo`], [`Shutdown`] | `executor/` (builder, shared state, `feeder/`: its loop, socket I/O and faults, completion, handle, batch, map) |
 //! | worker processes: both ends of the protocol | [`init`], [`test_support!`] | `process/` (`wire.rs` frames, `spawn.rs` parent side, `forkserver/` the process workers are forked from, `exec.rs` `posix_spawn`, `claims.rs` taking back tasks written ahead, `marker.rs`, `worker.rs` child side), `test_support.rs` |
 //! | joblib's front end | [`Parallel`], [`Backend`], [`ParallelIter`] | `parallel/` (options, runner, sizer, iterator, progress) |
+//! | workers on other hosts: launchers, the authenticated TCP link, the remote supervisor | [`Launcher`], [`ExecutorBuilder::launcher`], [`ExecutorBuilder::listen`] | `launcher.rs`, `process/remote/` (`auth.rs` the challenge, `relay.rs` frames over TCP and heartbeats, `supervisor.rs` the remote end) |
 //! | the thread pool | [`ThreadPool`], [`ThreadPoolBuilder`], [`Scope`], [`ScopeFifo`], [`BroadcastContext`], [`Yield`], [`current_num_threads`], [`current_thread_index`], [`yield_now`] | `thread_pool/` (registry and calls across pools, join, scope, broadcast, jobs, latches) |
 //! | the work-stealing scheduler under both | — | `scheduler/` (deques and stealing; `sleep.rs`: the sleep protocol and why no wake-up is lost) |
 //! | Ctrl-C and Ctrl-Z | [`handle_ctrl_c`] | `ctrl_c.rs`, over `interrupt.rs`; `pause.rs` |

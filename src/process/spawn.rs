@@ -62,7 +62,16 @@ enum Origin {
     Forked(Arc<ForkServer>),
     /// A worker on another host, behind its link (`pid` is its launcher's, a child of ours in
     /// a process group of its own; the exit descriptor hangs up when the link ends).
-    Remote(Arc<super::remote::Link>),
+    Remote(Arc<dyn RemoteEnd>),
+}
+
+/// The far end of a remote worker (`remote/mod.rs`'s link), as this file needs it: how to kill
+/// the worker, and how it ended.
+pub(crate) trait RemoteEnd: Send + Sync {
+    /// Ends the link; the remote side kills the worker.
+    fn kill(&self, why: &str);
+    /// How the worker ended, in words; reaps the launcher (killing it after `grace`).
+    fn finish(&self, grace: Duration) -> String;
 }
 
 /// A started worker that said hello.
@@ -83,7 +92,7 @@ impl Worker {
         socket: UnixStream,
         exit: OwnedFd,
         claims: Claims,
-        link: Arc<super::remote::Link>,
+        link: Arc<dyn RemoteEnd>,
     ) -> Worker {
         Worker { pid, socket, pidfd: exit, origin: Origin::Remote(link), claims }
     }

@@ -15,7 +15,7 @@ pub(crate) mod relay;
 pub(crate) mod supervisor;
 
 use super::claims::Claims;
-use super::spawn::{SpawnError, Worker};
+use super::spawn::{RemoteEnd, SpawnError, Worker};
 use super::wire::{self, FrameReader};
 use crate::launcher::{KeyVia, Launcher, KEY_VAR};
 use crate::sys;
@@ -117,6 +117,8 @@ impl Cluster {
             Ok(stream) => stream,
             Err(message) => {
                 end_launcher(&mut child);
+                // A connection that comes after all would wait here for nobody.
+                self.pending.lock().remove(&launch);
                 return Err(fail(format!("the worker on host {host} did not join: {message}")));
             }
         };
@@ -302,16 +304,18 @@ impl Link {
         let _ = self.tcp.shutdown(Shutdown::Both);
         self.exit.lock().take();
     }
+}
 
+impl RemoteEnd for Link {
     /// Kills the remote worker: its supervisor kills it when the connection ends without a
     /// `BYE`, or when its standard input ends.
-    pub(crate) fn kill(&self, why: &str) {
+    fn kill(&self, why: &str) {
         self.end(why);
         self.stdin.lock().take();
     }
 
     /// How the remote worker ended, in words; reaps the launcher (killing it after `grace`).
-    pub(crate) fn finish(&self, grace: Duration) -> String {
+    fn finish(&self, grace: Duration) -> String {
         self.stdin.lock().take();
         if let Some(mut child) = self.child.lock().take() {
             let deadline = Instant::now() + grace;
