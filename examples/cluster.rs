@@ -7,6 +7,10 @@
 //! cargo run --release --example cluster               # two workers over ssh to localhost
 //! cargo run --release --example cluster -- a:4 b:4    # eight, on hosts a and b
 //! ```
+//!
+//! `WORKPOOL_SSH_PORT`, `WORKPOOL_SSH_IDENTITY` and `WORKPOOL_SSH_OPTIONS` (space-separated
+//! `Key=value`), when set, become the launcher's `.port(..)`, `.identity_file(..)` and
+//! `.ssh_option(..)`s (e.g. for an sshd of one's own on another port).
 
 use std::time::Instant;
 use workpool::{Executor, Launcher};
@@ -38,10 +42,27 @@ fn main() {
     if hosts.is_empty() {
         hosts.push("localhost:2".into());
     }
+    let port = std::env::var("WORKPOOL_SSH_PORT").ok().and_then(|p| p.parse::<u16>().ok());
+    let identity = std::env::var_os("WORKPOOL_SSH_IDENTITY");
+    let mut launcher = Launcher::ssh(&hosts);
+    let mut probe = vec!["-o".to_string(), "BatchMode=yes".into(), "-o".into(), "ConnectTimeout=5".into()];
+    if let Some(port) = port {
+        launcher = launcher.port(port);
+        probe.extend(["-p".into(), port.to_string()]);
+    }
+    if let Some(identity) = &identity {
+        launcher = launcher.identity_file(identity);
+        probe.extend(["-i".into(), identity.to_string_lossy().into_owned()]);
+    }
+    for option in std::env::var("WORKPOOL_SSH_OPTIONS").unwrap_or_default().split_whitespace() {
+        launcher = launcher.ssh_option(option);
+        probe.extend(["-o".into(), option.to_string()]);
+    }
     for host in &hosts {
         let name = host.rsplit_once(':').map_or(host.as_str(), |(name, _)| name);
         let login = std::process::Command::new("ssh")
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", name, "true"])
+            .args(&probe)
+            .args([name, "true"])
             .stdin(std::process::Stdio::null())
             .output();
         if !login.is_ok_and(|out| out.status.success()) {
@@ -50,7 +71,7 @@ fn main() {
         }
     }
     let clock = Instant::now();
-    let ex = Executor::builder().launcher(Launcher::ssh(&hosts)).build().unwrap();
+    let ex = Executor::builder().launcher(launcher).build().unwrap();
     println!("{} slots on {}", ex.workers().len(), hosts.join(", "));
     println!(
         "7² = {} (first result, workers started by ssh: {:?})",
