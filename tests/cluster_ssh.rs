@@ -136,3 +136,21 @@ fn remote_workers_die_with_a_killed_parent() {
     let took = wait_gone(&[worker, supervisor], Duration::from_secs(5));
     assert!(took.is_some(), "remote processes outlived their parent's SIGKILL by 5 s");
 }
+
+#[test]
+fn a_killed_ssh_client_costs_the_running_task_and_its_remote_worker() {
+    let Some(sshd) = Sshd::start() else { return };
+    let ex = Executor::builder().launcher(sshd.launcher(1)).build().unwrap();
+    let (worker, _) = ex.submit(Nap { ms: 0 }).join().unwrap();
+    let supervisor = parent_of(worker);
+    let handle = ex.submit(Nap { ms: 120_000 });
+    std::thread::sleep(Duration::from_millis(300));
+    let ssh = ex.workers()[0].pid.unwrap();
+    assert_ne!(ssh, supervisor, "the slot's pid is the local ssh client");
+    // SAFETY: kill(2) on the ssh client this executor started.
+    unsafe { libc::kill(ssh as i32, libc::SIGKILL) };
+    let err = handle.join().unwrap_err();
+    assert!(err.is_worker_death(), "{err}");
+    assert!(wait_gone(&[worker, supervisor], Duration::from_secs(5)).is_some(), "the remote worker outlived its ssh");
+    assert_eq!(ex.submit(Square { n: 3 }).join().unwrap(), 9);
+}
