@@ -97,13 +97,8 @@ impl Cluster {
         if via == KeyVia::Environment {
             command.env(KEY_VAR, auth::to_hex(&self.key));
         }
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        // No `pre_exec` (it would make std fork this process instead of posix_spawn): a launcher
+        // outlives us only until its worker's supervisor sees our connection close, and ends.
         let mut child = command.spawn().map_err(|e| fail(format!("starting the launcher for host {host}: {e}")))?;
         let mut stdin = child.stdin.take();
         if via == KeyVia::Stdin {
