@@ -82,6 +82,7 @@
 //! | async callers and many handles | `impl Future for TaskHandle`, [`KillOnDrop`], [`as_completed`], [`AsCompleted`], [`MapStream`], [`ShuttingDown`], [`ctrl_c`], [`CtrlC`] | `executor/` (`handle.rs`, `completed.rs`, `shutdown.rs`, `doorbell.rs`: how a kill reaches a feeder), `ctrl_c.rs` |
 //! | worker processes: both ends of the protocol | [`init`], [`test_support!`] | `process/` (`wire.rs` frames, `spawn.rs` parent side, `forkserver/` the process workers are forked from, `exec.rs` `posix_spawn`, `claims.rs` taking back tasks written ahead, `marker.rs`, `worker.rs` child side), `test_support.rs` |
 //! | joblib's front end | [`Parallel`], [`Backend`], [`ParallelIter`] | `parallel/` (options, runner, sizer, iterator, progress) |
+//! | workers on other hosts: launchers, the authenticated TCP link, the remote supervisor | [`Launcher`], [`ExecutorBuilder::launcher`], [`ExecutorBuilder::listen`] | `launcher.rs`, `process/remote/` (`auth.rs` the challenge, `relay.rs` frames over TCP and heartbeats, `supervisor.rs` the remote end) |
 //! | the thread pool | [`ThreadPool`], [`ThreadPoolBuilder`], [`Scope`], [`ScopeFifo`], [`BroadcastContext`], [`Yield`], [`current_num_threads`], [`current_thread_index`], [`yield_now`] | `thread_pool/` (registry and calls across pools, join, scope, broadcast, jobs, latches) |
 //! | the work-stealing scheduler under both | — | `scheduler/` (deques and stealing; `sleep.rs`: the sleep protocol and why no wake-up is lost) |
 //! | Ctrl-C and Ctrl-Z | [`handle_ctrl_c`] | `ctrl_c.rs`, over `interrupt.rs`; `pause.rs` |
@@ -175,6 +176,7 @@ mod error;
 mod executor;
 pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see its first lines.
 mod interrupt;
+mod launcher;
 mod observe;
 mod parallel;
 mod pause;
@@ -197,6 +199,7 @@ pub use executor::{
     as_completed, AsCompleted, Executor, ExecutorBuilder, KillOnDrop, Map, MapStream, Shutdown, ShuttingDown,
     TaskHandle, WorkerInfo, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
+pub use launcher::Launcher;
 pub use observe::{Deaths, ExecutorStats, ParallelStats, Recording, SlotStats, Timeline};
 pub use parallel::{Backend, Parallel, ParallelIter};
 pub use process::{init, main};

@@ -5,10 +5,12 @@ use super::shared::{self, Config, Shared};
 use super::{Executor, Owner};
 use crate::codec;
 use crate::error::BuildError;
+use crate::launcher::Launcher;
 use crate::process::wire;
 use crate::scheduler::{self, Order};
 use crate::task::Task;
 use parking_lot::Mutex;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +71,8 @@ impl Default for ExecutorBuilder {
                 max_worker_memory: None,
                 handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                 initializer: None,
+                launcher: Launcher::local(),
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             },
             initializer_error: None,
         }
@@ -222,8 +226,41 @@ impl ExecutorBuilder {
         self
     }
 
+    /// How worker processes are started: [`Launcher::local`] (the default) forks them here;
+    /// the others start them on other hosts (or in containers), which connect back to
+    /// [`listen`](ExecutorBuilder::listen). With a remote launcher, `workers(0)` (the default)
+    /// means the sum of its hosts' slots.
+    ///
+    /// ```no_run
+    /// use workpool::{Executor, Launcher};
+    /// # fn main() {
+    /// workpool::init();
+    /// let ex = Executor::builder().launcher(Launcher::ssh(["node1:8"])).build().unwrap();
+    /// # }
+    /// ```
+    pub fn launcher(mut self, launcher: Launcher) -> Self {
+        self.config.launcher = launcher;
+        self
+    }
+
+    /// Where the executor listens for remote workers (default `127.0.0.1:0`: loopback, any
+    /// port). Give an address the hosts can reach, e.g. `"10.0.0.1:0".parse().unwrap()`; port
+    /// 0 picks a free one. Not used with [`Launcher::local`].
+    ///
+    /// ```
+    /// let builder = workpool::Executor::builder().listen("0.0.0.0:7070".parse().unwrap());
+    /// # let _ = builder;
+    /// ```
+    pub fn listen(mut self, address: SocketAddr) -> Self {
+        self.config.listen = address;
+        self
+    }
+
     fn resolved(&self) -> Config {
         let mut config = self.config.clone();
+        if config.workers == 0 && !config.launcher.is_local() {
+            config.workers = config.launcher.slots().max(1);
+        }
         if config.workers == 0 {
             config.workers = crate::cpu_count();
         }
@@ -309,6 +346,11 @@ fn build(config: Config) -> Result<Executor, BuildError> {
     let (queue, queues) = scheduler::Shared::new(config.workers, Order::Fifo);
     let threads_per_worker = (crate::cpu_count() / config.workers).max(1);
     let shared = Arc::new(Shared::new(config, queue, threads_per_worker));
+    if !shared.config.launcher.is_local() {
+        let cluster = crate::process::remote::Cluster::new(shared.config.launcher.clone(), shared.config.listen)
+            .map_err(|e| BuildError::io("could not listen for remote workers (see ExecutorBuilder::listen)", e))?;
+        let _ = shared.cluster.set(Arc::new(cluster));
+    }
     let owner = Arc::new(Owner { shared: shared.clone() });
     for queue in queues {
         let index = queue.index();

@@ -25,6 +25,9 @@ pub(crate) struct Config {
     pub(crate) handshake_timeout: Duration,
     /// Run once in every worker before its first task (`ExecutorBuilder::initializer`).
     pub(crate) initializer: Option<super::feeder::Initializer>,
+    /// How workers are started (local by default), and where remote ones connect back to.
+    pub(crate) launcher: crate::launcher::Launcher,
+    pub(crate) listen: std::net::SocketAddr,
 }
 
 /// One encoded task on its way to a worker process.
@@ -95,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) stopped_cv: parking_lot::Condvar,
     /// Stats and the timeline (`src/observe/`).
     pub(crate) observe: Arc<crate::observe::ExecutorObserver>,
+    /// The remote side (listener, key) of an executor whose launcher is not local; set at build.
+    pub(crate) cluster: OnceLock<Arc<crate::process::remote::Cluster>>,
 }
 
 impl Shared {
@@ -114,6 +119,7 @@ impl Shared {
             stopped: Mutex::new(false),
             stopped_cv: parking_lot::Condvar::new(),
             observe,
+            cluster: OnceLock::new(),
         }
     }
 

@@ -40,6 +40,9 @@ const RECALLED: u64 = 3;
 /// One worker's claim ring, mapped in this process.
 pub(crate) struct Claims {
     words: *const AtomicU64,
+    /// False for a remote worker's ring, which only this process maps: nothing can be taken
+    /// back from it (see [`Claims::none`]).
+    recallable: bool,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics; it lives until `Drop`.
@@ -83,7 +86,15 @@ impl Claims {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Claims { words: ptr.cast() })
+        Ok(Claims { words: ptr.cast(), recallable: true })
+    }
+
+    /// A ring that no worker maps (a remote worker's): [`Claims::recall`] always fails, so a
+    /// task written ahead is never taken back (it runs where it was sent).
+    pub(crate) fn none() -> io::Result<Claims> {
+        let (mut claims, _fd) = Claims::create()?;
+        claims.recallable = false;
+        Ok(claims)
     }
 
     fn word(&self, ticket: u32) -> &AtomicU64 {
@@ -110,7 +121,7 @@ impl Claims {
 
     /// Parent: take task `ticket` back; true when the worker will never run it.
     pub(crate) fn recall(&self, ticket: u32) -> bool {
-        self.swap(ticket, RECALLED)
+        self.recallable && self.swap(ticket, RECALLED)
     }
 
     fn swap(&self, ticket: u32, to: u64) -> bool {
@@ -148,5 +159,13 @@ mod tests {
         assert!(worker.claim(2 + RING as u32));
         // A stale ticket never matches.
         assert!(!parent.recall(2));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn nothing_is_taken_back_from_a_ring_no_worker_maps() {
+        let ring = Claims::none().unwrap();
+        ring.offer(1);
+        assert!(!ring.recall(1), "a remote worker may already run it");
     }
 }

@@ -36,6 +36,9 @@ pub(crate) enum Role {
     Worker,
     /// Fork workers on request (see `forkserver.rs`).
     ForkServer,
+    /// Started by a launcher, maybe on another host: connect back, supervise one worker
+    /// (see `remote/supervisor.rs`).
+    Remote,
 }
 
 /// The marker's contents: `ROLE:PROTOCOL:PARENT_PID:DIE_WITH_PARENT`.
@@ -49,10 +52,16 @@ pub(crate) struct Marker {
 }
 
 impl Marker {
+    /// The marker of a remote supervisor (its parent is whatever the launcher runs).
+    pub(crate) fn remote() -> Marker {
+        Marker { role: Role::Remote, parent: 0, die_with_parent: false }
+    }
+
     pub(crate) fn encode(&self) -> String {
         let role = match self.role {
             Role::Worker => "worker",
             Role::ForkServer => "forkserver",
+            Role::Remote => "remote",
         };
         format!("{role}:{}:{}:{}", wire::PROTOCOL_VERSION, self.parent, u8::from(self.die_with_parent))
     }
@@ -62,6 +71,7 @@ impl Marker {
         let role = match parts.next()? {
             "worker" => Role::Worker,
             "forkserver" => Role::ForkServer,
+            "remote" => Role::Remote,
             _ => return None,
         };
         let protocol: u32 = parts.next()?.parse().ok()?;

@@ -14,6 +14,7 @@ pub(crate) mod claims;
 mod exec;
 pub(crate) mod forkserver;
 pub(crate) mod marker;
+pub(crate) mod remote;
 pub(crate) mod spawn;
 pub(crate) mod wire;
 pub(crate) mod worker;
@@ -62,6 +63,11 @@ pub fn init() {
         INIT_CALLED.store(true, Ordering::Relaxed);
         return;
     };
+    if marker.role == Role::Remote {
+        // Started by a launcher (ssh, srun, mpirun, ...): its parent is not ours to check.
+        std::env::remove_var(MARKER);
+        remote::supervisor::serve();
+    }
     if marker.parent != sys::parent_pid() {
         // Our parent died while we were starting.
         std::process::exit(marker::EXIT_ORPHAN);
@@ -70,6 +76,7 @@ pub fn init() {
     std::env::remove_var(MARKER);
     match marker.role {
         Role::ForkServer => forkserver::serve(&marker),
+        Role::Remote => unreachable!("handled above"),
         Role::Worker => {
             if marker.die_with_parent && (sys::die_with_parent().is_err() || sys::parent_pid() != marker.parent) {
                 std::process::exit(marker::EXIT_ORPHAN);

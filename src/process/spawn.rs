@@ -60,6 +60,19 @@ enum Origin {
     Child,
     /// A child of the fork server, which reaps it and reports its status.
     Forked(Arc<ForkServer>),
+    /// A worker on another host, behind its link (`pid` is its launcher's, a child of ours in
+    /// a process group of its own; the exit descriptor hangs up when the link ends).
+    Remote(Arc<dyn RemoteEnd>),
+}
+
+/// The far end of a remote worker (`remote/mod.rs`'s link), as this file needs it: how to kill
+/// the worker, and how it ended.
+pub(crate) trait RemoteEnd: Send + Sync {
+    /// Ends the link; the remote side kills the worker.
+    fn kill(&self, why: &str);
+    /// How the worker ended, in words, and its raw wait status when the remote side reported
+    /// one; reaps the launcher (killing it after `grace`).
+    fn finish(&self, grace: Duration) -> (String, Option<i32>);
 }
 
 /// A started worker that said hello.
@@ -74,6 +87,17 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// A remote worker as the feeder drives it: `socket` is relayed to its connection.
+    pub(crate) fn remote(
+        pid: u32,
+        socket: UnixStream,
+        exit: OwnedFd,
+        claims: Claims,
+        link: Arc<dyn RemoteEnd>,
+    ) -> Worker {
+        Worker { pid, socket, pidfd: exit, origin: Origin::Remote(link), claims }
+    }
+
     /// Readable once the worker process has exited.
     pub(crate) fn exit_fd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
@@ -91,6 +115,9 @@ impl Worker {
 
     /// SIGKILL to the worker and to its process group (what its tasks started).
     pub(crate) fn kill(&self) {
+        if let Origin::Remote(link) = &self.origin {
+            return link.kill("killed by the executor");
+        }
         sys::pidfd_kill(self.pidfd.as_fd());
         sys::kill_group(self.pid);
     }
@@ -107,7 +134,10 @@ impl Worker {
         while !self.has_exited() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                sys::pidfd_kill(self.pidfd.as_fd());
+                match &self.origin {
+                    Origin::Remote(link) => link.kill("it did not stop in time"),
+                    _ => sys::pidfd_kill(self.pidfd.as_fd()),
+                }
             }
             let _ = sys::poll(self.pidfd.as_fd(), false, Some(left.max(Duration::from_millis(1))));
         }
@@ -125,6 +155,7 @@ impl Worker {
                 }
             },
             Origin::Forked(server) => server.exit_status(self.pid, Duration::from_secs(2)),
+            Origin::Remote(link) => return link.finish(Duration::from_secs(2)),
         };
         let words = match status {
             Some(status) => describe(status),

@@ -279,7 +279,11 @@ impl Feeder {
         let mut attempt = 0;
         let began = Instant::now();
         let started = loop {
-            let started = process::start(self.shared.threads_per_worker, self.shared.config.handshake_timeout);
+            let handshake = self.shared.config.handshake_timeout;
+            let started = match self.shared.cluster.get() {
+                Some(cluster) => cluster.start(self.queue.index(), handshake),
+                None => process::start(self.shared.threads_per_worker, handshake),
+            };
             match started.and_then(|worker| self.initialize(worker)) {
                 Ok(worker) => break Ok(worker),
                 Err(e) if e.sticky || attempt == START_BACKOFF.len() => break Err(e),

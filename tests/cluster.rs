@@ -1,0 +1,165 @@
+//! Remote workers through `Launcher::command` on this machine: the same tasks and faults as
+//! local workers, over the authenticated TCP link (the ssh and mpirun launchers have tests of
+//! their own: `tests/cluster_ssh.rs`, `tests/cluster_mpi.rs`).
+
+use std::time::{Duration, Instant};
+use workpool::{Executor, Launcher};
+
+workpool::test_support!();
+
+#[workpool::task]
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+#[workpool::task]
+fn abort_now() -> u64 {
+    std::process::abort()
+}
+
+#[workpool::task]
+fn nap(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+/// `env -i`: the worker gets none of our environment, as over ssh.
+fn launcher() -> Launcher {
+    Launcher::command(["env", "-i", "{command}"]).hosts(["localhost:2"])
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+/// The worker processes under a supervisor (its children).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut all = Vec::new();
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        all.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    all
+}
+
+fn wait_gone(pids: &[u32], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if pids.iter().all(|&p| !alive(p)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn tasks_run_on_launched_workers() {
+    let ex = Executor::builder().launcher(launcher()).build().unwrap();
+    assert_eq!(ex.workers().len(), 2, "workers(0) is the launcher's slots");
+    let squares: Vec<u64> = ex.map((0..500).map(|n| Square { n })).map(Result::unwrap).collect();
+    assert_eq!(squares[499], 499 * 499);
+    let pids: Vec<u32> = ex.workers().iter().filter_map(|w| w.pid).collect();
+    assert!(!pids.is_empty());
+    let workers: Vec<u32> = pids.iter().flat_map(|&p| children(p)).collect();
+    drop(ex);
+    assert!(wait_gone(&pids, Duration::from_secs(10)), "supervisors left after drop");
+    assert!(wait_gone(&workers, Duration::from_secs(10)), "workers left after drop");
+}
+
+#[test]
+fn a_crash_costs_its_task_and_names_the_signal_and_host() {
+    let ex = Executor::builder().launcher(launcher()).workers(1).build().unwrap();
+    assert_eq!(ex.submit(Square { n: 3 }).join().unwrap(), 9);
+    let err = ex.submit(AbortNow {}).join().unwrap_err();
+    assert!(err.is_worker_death(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("SIGABRT") && text.contains("localhost"), "{text}");
+    assert_eq!(ex.submit(Square { n: 4 }).join().unwrap(), 16, "the slot restarts through the launcher");
+}
+
+#[test]
+fn a_timeout_kills_the_remote_worker_and_the_slot_goes_on() {
+    let ex =
+        Executor::builder().launcher(launcher()).workers(1).task_timeout(Duration::from_millis(500)).build().unwrap();
+    let first = ex.submit(Nap { ms: 0 }).join().unwrap();
+    let err = ex.submit(Nap { ms: 60_000 }).join().unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(wait_gone(&[first], Duration::from_secs(10)), "the timed-out worker {first} lives on");
+    assert_eq!(ex.submit(Square { n: 5 }).join().unwrap(), 25);
+}
+
+#[test]
+fn a_stopped_remote_worker_is_found_by_its_silence() {
+    let ex = Executor::builder().launcher(launcher()).workers(1).build().unwrap();
+    let worker = ex.submit(Nap { ms: 0 }).join().unwrap();
+    let handle = ex.submit(Nap { ms: 120_000 });
+    std::thread::sleep(Duration::from_millis(300));
+    let supervisor = ex.workers()[0].pid.unwrap();
+    assert!(children(supervisor).contains(&worker));
+    let clock = Instant::now();
+    for pid in [supervisor, worker] {
+        // SAFETY: kill(2) on processes this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    }
+    let err = handle.join().unwrap_err();
+    let took = clock.elapsed();
+    assert!(err.is_worker_death(), "{err}");
+    assert!(err.to_string().contains("silent"), "{err}");
+    assert!(took < Duration::from_secs(10), "found after {took:?}");
+    // SAFETY: as above.
+    unsafe { libc::kill(worker as i32, libc::SIGCONT) };
+    assert!(wait_gone(&[supervisor, worker], Duration::from_secs(10)), "a stopped worker was left behind");
+    assert_eq!(ex.submit(Square { n: 6 }).join().unwrap(), 36);
+}
+
+#[test]
+fn a_worker_given_the_wrong_key_never_joins() {
+    let wrong = "00".repeat(32);
+    let launcher = Launcher::command(["sh", "-c", &format!("echo {wrong} | {{command_line}}")]);
+    let ex = Executor::builder().launcher(launcher).build().unwrap();
+    let err = ex.submit(Square { n: 2 }).join().unwrap_err();
+    assert!(err.is_spawn(), "{err}");
+    assert!(err.to_string().contains("did not join"), "{err}");
+}
+
+#[test]
+fn a_stranger_on_the_port_is_dropped_and_costs_nothing() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ex = Executor::builder().launcher(launcher()).workers(1).listen(address).build().unwrap();
+    use std::io::{Read, Write};
+    let mut stranger = std::net::TcpStream::connect(address).unwrap();
+    let mut opening = b"WPR1".to_vec();
+    opening.extend_from_slice(&[0; 48]);
+    stranger.write_all(&opening).unwrap();
+    assert_eq!(ex.submit(Square { n: 7 }).join().unwrap(), 49);
+    stranger.write_all(&[0; 32]).unwrap();
+    stranger.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = Vec::new();
+    let _ = stranger.read_to_end(&mut rest);
+    assert_eq!(rest.len(), 64, "only the parent's nonce and tag, then the connection is dropped");
+    assert_eq!(ex.submit(Square { n: 8 }).join().unwrap(), 64);
+}
+
+#[test]
+fn another_build_is_a_start_error_naming_the_host_and_not_sticky() {
+    let dir = std::env::temp_dir().join(format!("workpool-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("other-build");
+    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    bytes.push(0); // the same program, another build
+    std::fs::write(&copy, bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ex = Executor::builder().launcher(launcher().hosts(["localhost"]).program(&copy)).build().unwrap();
+    let err = ex.submit(Square { n: 2 }).join().unwrap_err();
+    assert!(err.is_spawn(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("different build") && text.contains("localhost"), "{text}");
+    let again = ex.submit(Square { n: 2 }).join().unwrap_err();
+    assert!(again.to_string().contains("tries"), "not sticky: the next task tries again: {again}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
