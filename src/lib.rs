@@ -122,6 +122,7 @@
 // The examples must show `fn main`: `workpool::init()` has to be its first statement.
 #![allow(clippy::needless_doctest_main)]
 
+mod bytes;
 mod codec;
 mod cpu;
 mod ctrl_c;
@@ -141,6 +142,7 @@ mod test_support;
 mod thread_pool;
 mod unwind;
 
+pub use bytes::Bytes;
 pub use cpu::cpu_count;
 pub use ctrl_c::handle_ctrl_c;
 pub use error::{BuildError, ErrorKind, TaskError};

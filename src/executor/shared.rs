@@ -29,6 +29,9 @@ pub(crate) struct Envelope {
     pub(crate) id: u64,
     /// The complete `TASK` frame.
     pub(crate) frame: Vec<u8>,
+    /// The shared-memory segments its out-of-band `Bytes` travel in, passed with the frame
+    /// (kept until the task is done: a task rescheduled after a crash is sent again with them).
+    pub(crate) segments: Vec<Arc<crate::bytes::segment::Segment>>,
     pub(crate) completion: Arc<Completion>,
     /// The interrupt epoch ([`crate::interrupt::epoch`]) at submission: a task submitted before a
     /// Ctrl-C is interrupted by it; one submitted after it, never.
@@ -178,16 +181,17 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut frame = Vec::with_capacity(64);
         let start = wire::task_header(&mut frame, id, entry.key, count);
-        if let Err(message) = encode(&mut frame) {
+        let (encoded, segments) = crate::bytes::oob::encoding(true, || encode(&mut frame));
+        if let Err(message) = encoded {
             completion.fail(ErrorKind::Codec { stage: "encoding the argument", message });
             return completion;
         }
-        if let Err(e) = wire::end_frame(&mut frame, start) {
+        if let Err(e) = wire::end_frame_fds(&mut frame, start, segments.len()) {
             completion.fail(ErrorKind::Codec { stage: "framing the argument", message: e.0 });
             return completion;
         }
         let epoch = crate::interrupt::epoch();
-        self.queue.inject(Envelope { id, frame, completion: completion.clone(), epoch });
+        self.queue.inject(Envelope { id, frame, segments, completion: completion.clone(), epoch });
         completion
     }
 }

@@ -284,7 +284,7 @@ pub fn forged_string_length() -> Option<usize> {
     let body = TaskBody { key: key_of(1).expect("a registered test task"), ..body };
     let (out, peak) = alloc::measure(|| {
         let mut out = Vec::new();
-        worker::run_one(1, body, &mut out);
+        worker::run_one(1, body, Vec::new(), &mut out);
         out
     });
     let (frame, _) = wire::split_frame(&out).expect("well formed").expect("complete");
