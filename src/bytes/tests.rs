@@ -106,7 +106,8 @@ fn outside_the_process_codec_bytes_are_plain_bytes() {
 fn into_vec_copies_only_when_shared() {
     let vec = vec![9u8; 64];
     let ptr = vec.as_ptr();
-    assert_eq!(Bytes::from(vec).into_vec().as_ptr(), ptr, "the only handle: no copy");
+    let back = Bytes::from(vec).into_vec();
+    assert_eq!(back.as_ptr(), ptr, "the only handle: no copy");
     let bytes = Bytes::from(vec![9u8; 64]);
     let keep = bytes.clone();
     assert_eq!(bytes.into_vec(), keep.to_vec());

@@ -187,7 +187,11 @@ impl Shared {
             return completion;
         }
         if let Err(e) = wire::end_frame_fds(&mut frame, start, segments.len()) {
-            completion.fail(ErrorKind::Codec { stage: "framing the argument", message: e.0 });
+            let message = format!(
+                "{}; put large data in `workpool::Bytes` fields, which travel in shared memory outside the frame",
+                e.0
+            );
+            completion.fail(ErrorKind::Codec { stage: "framing the argument", message });
             return completion;
         }
         let epoch = crate::interrupt::epoch();

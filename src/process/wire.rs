@@ -386,6 +386,15 @@ impl FrameReader {
         self.fds.extend(fds);
     }
 
+    /// The descriptors the next frame claims (0 when none is complete, or it is malformed).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn next_frame_wants(&self) -> usize {
+        match split_frame(&self.buf[self.start..self.end]) {
+            Ok(Some((frame, _))) => usize::from(frame.fds),
+            _ => 0,
+        }
+    }
+
     /// Descriptors received and not handed out yet.
     #[cfg(any(test, fuzzing))]
     pub(crate) fn queued_fds(&self) -> usize {
@@ -494,6 +503,69 @@ mod tests {
         assert!(parse_hello(&[0; 15]).is_err());
         assert!(parse_done(&[ST_PANIC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]).is_err());
         assert!(parse_done(&[99, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn frames_with_descriptors_split_and_refuse_bad_counts() {
+        let mut out = Vec::new();
+        let start = begin_frame(&mut out, DONE, 5);
+        out.extend_from_slice(b"body");
+        end_frame_fds(&mut out, start, 3).unwrap();
+        let (frame, used) = split_frame(&out).unwrap().unwrap();
+        assert_eq!((frame.kind, frame.id, frame.body, frame.fds, used), (DONE, 5, &b"body"[..], 3, out.len()));
+        let mut reader = FrameReader::new();
+        reader.push_bytes(&out);
+        assert!(reader.next_frame_fds().is_err(), "a frame whose descriptors did not come is malformed");
+        for count in [0u8, 254] {
+            let mut bad = out.clone();
+            *bad.last_mut().unwrap() = count;
+            assert!(split_frame(&bad).is_err(), "a count of {count}");
+        }
+        let mut empty = Vec::new();
+        let start = begin_frame(&mut empty, STARTED | WITH_FDS, 1);
+        end_frame(&mut empty, start).unwrap();
+        assert!(split_frame(&empty).is_err(), "the descriptor bit without a count");
+        assert!(end_frame_fds(&mut Vec::from([0u8; HEADER]), 0, MAX_FDS + 1).is_err());
+    }
+
+    /// Frames carrying memfds through a real socket, written in pieces and read in pieces: each
+    /// frame comes out with exactly its own descriptors.
+    #[test]
+    fn descriptors_reach_their_frames_through_a_socket() {
+        use std::io::IoSlice;
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let inode = |fd: &OwnedFd| std::fs::File::from(fd.try_clone().unwrap()).metadata().unwrap().ino();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut sent = Vec::new();
+        for (id, fds) in [(1u64, 2usize), (2, 0), (3, 1), (4, 0), (5, 3)] {
+            let segments: Vec<_> =
+                (0..fds).map(|i| crate::bytes::segment::Segment::create(&[id as u8, i as u8]).unwrap()).collect();
+            let mut frame = Vec::new();
+            let start = begin_frame(&mut frame, DONE, id);
+            frame.extend_from_slice(&vec![id as u8; 100 * id as usize]);
+            end_frame_fds(&mut frame, start, fds).unwrap();
+            let borrowed: Vec<_> = segments.iter().map(|s| s.fd()).collect();
+            // The first 7 bytes with the descriptors, the rest after.
+            let n = crate::sys::send_vectored_fds(ours.as_fd(), &[IoSlice::new(&frame[..7])], &borrowed).unwrap();
+            crate::sys::send_all(ours.as_fd(), &frame[n..]).unwrap();
+            let inodes: Vec<u64> = segments.iter().map(|s| inode(&s.fd().try_clone_to_owned().unwrap())).collect();
+            sent.push((id, inodes));
+        }
+        drop(ours);
+        let mut reader = FrameReader::new();
+        let mut got = Vec::new();
+        loop {
+            while let Some((frame, fds)) = reader.next_frame_fds().unwrap() {
+                assert_eq!(frame.body.len(), 100 * frame.id as usize);
+                got.push((frame.id, fds.iter().map(inode).collect::<Vec<_>>()));
+            }
+            if reader.fill_socket(theirs.as_fd()).unwrap() == 0 {
+                break;
+            }
+        }
+        assert_eq!(got, sent);
+        assert_eq!(reader.queued_fds(), 0);
     }
 
     #[test]
