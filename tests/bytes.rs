@@ -4,11 +4,8 @@
 //! fails after receiving one, a segment that cannot be made — is a clear `TaskError` and leaks
 //! no descriptor, mapping or memory, in the parent or in any worker.
 
-mod common;
-
-use common::*;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+
 use workpool::{Bytes, Executor};
 
 workpool::test_support!();
