@@ -11,6 +11,8 @@
 //!   A fresh `Bytes` each run, from a `Vec` (its one copy into new shared-memory pages is paid
 //!   every time), and one `Bytes` sent again each run (no copy at all).
 //! * **Vec<u8> round trip**: the same with a plain `Vec<u8>` (serde, element by element).
+//! * **threshold**: round trips of fresh `Bytes` of 64 KiB to 1 MiB, each side of the 256 KiB
+//!   threshold where they go out of band.
 //! * **Bytes read by 100 tasks**: one `WORKPOOL_BENCH_SHARED_MIB` (default 512) MiB `Bytes`
 //!   cloned into 100 tasks on 2 worker processes, each summing one byte per 64 (every cache
 //!   line), against the same 100 tasks on 2 threads sharing an `Arc<Vec<u8>>` (0: skipped).
@@ -132,6 +134,21 @@ fn main() {
     row("Bytes round trip (the same Bytes again)", bytes_again, len);
     row("Vec<u8> round trip", vec_trip, len);
     println!("  Bytes round trip / memcpy into a fresh Vec: {:.2}×", bytes_trip.as_secs_f64() / fresh.as_secs_f64());
+
+    // Around the out-of-band threshold (256 KiB): below it inline, from it on in a segment. Fresh
+    // buffers each time, round trips, 40 per size.
+    println!("\nround trips of fresh Bytes around the 256 KiB threshold (40 each):");
+    for kib in [64usize, 128, 255, 256, 512, 1024] {
+        let len = kib << 10;
+        let mut bufs: Vec<Vec<u8>> = (0..40).map(|_| source[..len].to_vec()).collect();
+        let start = Instant::now();
+        for _ in 0..40 {
+            let back = ex.submit(Echo(Bytes::from(bufs.pop().expect("one each")))).join().expect("echo");
+            std::hint::black_box(read_lines(&back));
+        }
+        let way = if kib >= 256 { "out of band" } else { "inline" };
+        row(&format!("{kib:>5} KiB ({way})"), start.elapsed() / 40, len);
+    }
 
     if shared_mib == 0 {
         return;

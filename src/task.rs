@@ -60,7 +60,7 @@ use std::sync::OnceLock;
 ///
 /// A plain `Vec<u8>` (or `Vec<f32>`, ...) field is encoded element by element and copied
 /// through the socket, and a frame holds at most 1 GiB: fine for kilobytes, slow for images and
-/// arrays. Put large buffers in [`Bytes`](crate::Bytes) fields instead: from 1 MiB on they
+/// arrays. Put large buffers in [`Bytes`](crate::Bytes) fields instead: from 256 KiB on they
 /// travel in shared memory beside the frame, are mapped by the worker without a copy, and may
 /// be larger than a frame. Results too.
 ///
