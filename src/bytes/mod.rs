@@ -7,6 +7,20 @@
 //! already is a mapped segment goes back by its descriptor again: zero copies. How a frame
 //! carries descriptors is in `process/wire.rs`; how the codec hands them to this type, in
 //! `oob.rs`.
+//!
+//! **Reuse.** A `Bytes` sent again (to many tasks, or a received one sent on) reuses its
+//! segment: it is written into shared memory once. Segments are not recycled for *new* data:
+//! they are sealed against writes, so that no process can change the bytes under another's
+//! `&[u8]`, and the parent cannot know when a worker has dropped its last mapping (a task may
+//! keep a clone). A fresh buffer therefore pays for fresh pages: measured in
+//! `benches/bigdata.rs`, a copy into new pages runs at about a fifth of a copy into pages
+//! already there, and that is what a fresh 100 MiB round trip costs. Recycling would need
+//! segments sealed only against shrinking and growing, plus a release message from the worker
+//! once the task's values are dropped.
+//!
+//! **Memory accounting.** Pages of a segment a worker reads count in its resident size, so a
+//! worker reading a large shared buffer may pass `max_worker_memory` and be retired after the
+//! task (the pages themselves are shared, not copied).
 
 pub(crate) mod oob;
 pub(crate) mod segment;
