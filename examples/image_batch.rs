@@ -8,18 +8,25 @@
 //! Two ways to feed the workers, same work and same results:
 //!
 //! * **pixels shipped**: the parent makes each picture (procedurally, standing in for decoding a
-//!   file) and sends its pixels; the worker halves it with an area filter, box-blurs it three
-//!   times (close to a Gaussian blur) and sends back a small summary;
+//!   file) and sends its raw pixels as a [`workpool::Bytes`] (2.4 MB: it travels in shared
+//!   memory, mapped by the worker without a copy); the worker halves it with an area filter,
+//!   box-blurs it three times (close to a Gaussian blur) and sends back a small summary;
+//! * **pixels as `Vec<u8>`**: the same, with the pixels in a plain `Vec<u8>` field, which serde
+//!   encodes element by element (what not to do);
 //! * **made in the worker**: the parent sends only a seed (standing in for a file name), and the
 //!   worker makes the picture itself before doing the same.
+//!
+//!
+//! rayon doing the same on threads is the yardstick for the speed-up.
 //!
 //! Whatever the parent does alone (making and encoding pixels, collecting results) is the serial
 //! part that caps the speed-up. For a speed-up S on N workers, Amdahl's law gives the serial
 //! fraction f = (N/S − 1)/(N − 1), and at most 1/(f + (1 − f)/M) on M workers.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-use workpool::{Executor, Task};
+use workpool::{Bytes, Executor, Task};
 
 const IMAGES: u32 = 16;
 const WIDTH: usize = 1024;
@@ -27,12 +34,12 @@ const HEIGHT: usize = 768;
 const BLUR_RADIUS: usize = 3;
 const BLUR_PASSES: usize = 3;
 
-/// An RGB picture, 8 bits a channel, rows top to bottom.
+/// An RGB picture, 8 bits a channel, rows top to bottom: the raw pixels in a `Bytes`.
 #[derive(Serialize, Deserialize)]
 struct Image {
     width: usize,
     height: usize,
-    pixels: Vec<u8>,
+    pixels: Bytes,
 }
 
 impl Image {
@@ -54,7 +61,7 @@ impl Image {
                 pixels.extend_from_slice(&[r as u8, g.min(255) as u8, b as u8]);
             }
         }
-        Image { width, height, pixels }
+        Image { width, height, pixels: Bytes::from(pixels) }
     }
 
     /// Halves both sides, each new pixel the mean of a 2×2 block.
@@ -70,7 +77,7 @@ impl Image {
                 }
             }
         }
-        Image { width: w, height: h, pixels }
+        Image { width: w, height: h, pixels: Bytes::from(pixels) }
     }
 
     /// A box blur of `radius`, separably: rows, then columns; edges clamp.
@@ -92,9 +99,9 @@ impl Image {
             }
             out
         };
-        let rows = pass(&self.pixels, w, h, w * 3, 3);
+        let rows = pass(&self.pixels[..], w, h, w * 3, 3);
         let cols = pass(&rows, h, w, 3, w * 3);
-        Image { width: w, height: h, pixels: cols }
+        Image { width: w, height: h, pixels: Bytes::from(cols) }
     }
 }
 
@@ -134,6 +141,21 @@ impl Task for FromPixels {
     }
 }
 
+/// A picture shipped with its pixels in a plain `Vec<u8>` (encoded element by element).
+#[derive(Serialize, Deserialize)]
+struct FromVec {
+    width: usize,
+    height: usize,
+    pixels: Vec<u8>,
+}
+
+impl Task for FromVec {
+    type Output = Summary;
+    fn run(self) -> Summary {
+        thumbnail(&Image { width: self.width, height: self.height, pixels: Bytes::from(self.pixels) })
+    }
+}
+
 /// A picture the worker makes itself from its seed.
 #[derive(Serialize, Deserialize)]
 struct FromSeed(u32);
@@ -145,7 +167,7 @@ impl Task for FromSeed {
     }
 }
 
-workpool::register!(FromPixels, FromSeed);
+workpool::register!(FromPixels, FromVec, FromSeed);
 
 fn main() {
     workpool::init();
@@ -179,13 +201,26 @@ fn main() {
         let tasks = (0..IMAGES).map(|i| FromPixels(Image::generate(i, WIDTH, HEIGHT)));
         executor.map(tasks).map(|r| r.expect("a thumbnail")).collect()
     });
+    let (t_vec, as_vec): (_, Vec<Summary>) = best_of(2, || {
+        let tasks = (0..IMAGES).map(|i| {
+            let image = Image::generate(i, WIDTH, HEIGHT);
+            FromVec { width: image.width, height: image.height, pixels: image.pixels.into_vec() }
+        });
+        executor.map(tasks).map(|r| r.expect("a thumbnail")).collect()
+    });
     let (t_seed, seeded): (_, Vec<Summary>) =
         best_of(2, || executor.map((0..IMAGES).map(FromSeed)).map(|r| r.expect("a thumbnail")).collect());
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(workers).build().expect("a rayon pool");
+    let (t_rayon, with_rayon): (_, Vec<Summary>) = best_of(2, || {
+        pool.install(|| (0..IMAGES).into_par_iter().map(|i| thumbnail(&Image::generate(i, WIDTH, HEIGHT))).collect())
+    });
     assert_eq!(sequential, shipped, "workers compute exactly what this process computes");
+    assert_eq!(sequential, as_vec, "workers compute exactly what this process computes");
+    assert_eq!(sequential, with_rayon, "rayon computes exactly what this process computes");
     assert_eq!(sequential, seeded, "workers compute exactly what this process computes");
     let first = &sequential[0];
     println!(
-        "each thumbnail {}×{} (picture 0: mean RGB {:.1}, {:.1}, {:.1}); the three ways agree exactly\n",
+        "each thumbnail {}×{} (picture 0: mean RGB {:.1}, {:.1}, {:.1}); every way agrees exactly\n",
         first.width, first.height, first.mean[0], first.mean[1], first.mean[2]
     );
 
@@ -193,7 +228,13 @@ fn main() {
     println!("                             time    speed-up S   serial fraction f");
     println!("  one process             {:>7}", fmt(t_seq));
     let mut fractions = Vec::new();
-    for (what, t) in [("pixels shipped", t_ship), ("made in the worker", t_seed)] {
+    let ways = [
+        ("pixels shipped (Bytes)", t_ship),
+        ("pixels as Vec<u8>", t_vec),
+        ("made in the worker", t_seed),
+        ("rayon, threads", t_rayon),
+    ];
+    for (what, t) in ways {
         let s = t_seq.as_secs_f64() / t.as_secs_f64();
         if workers > 1 {
             let f = ((n / s - 1.0) / (n - 1.0)).clamp(0.0, 1.0);

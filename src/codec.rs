@@ -12,6 +12,7 @@
 //! task works on threads. The errors name the type and the construct and say what to write
 //! instead ([`explain_encode`], [`explain_decode`]); the `Task` docs list them for users.
 
+use crate::bytes::oob;
 use bincode::error::{DecodeError, EncodeError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,15 +30,20 @@ fn config() -> impl bincode::config::Config {
 }
 
 /// Appends the encoding of `value` to `out`.
+///
+/// Inside an out-of-band context (`bytes::oob::encoding`) a large [`Bytes`](crate::Bytes)
+/// registers its segment there instead of being written inline.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-    bincode::serde::encode_into_std_write(value, out, config())
+    oob::in_codec(|| bincode::serde::encode_into_std_write(value, out, config()))
         .map(drop)
         .map_err(|e| explain_encode(&place::<T>(encode_failure_path(value)), e))
 }
 
 /// Decodes one value from the front of `bytes`; returns it and the number of bytes it used.
+/// An out-of-band [`Bytes`](crate::Bytes) takes its segment from the context
+/// `bytes::oob::decoding` set.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
-    bincode::serde::decode_from_slice(bytes, config())
+    oob::in_codec(|| bincode::serde::decode_from_slice(bytes, config()))
         .map_err(|e| explain_decode(&decode_place::<T>(decode_failure_path::<T>(bytes)), e))
 }
 
@@ -74,7 +80,10 @@ fn encode_failure_path<T: Serialize + ?Sized>(value: &T) -> Option<String> {
         }
     }
     let tracked = Tracked(value, RefCell::new(None));
-    let _ = bincode::serde::encode_into_std_write(&tracked, &mut std::io::sink(), config());
+    // Inline only: this pass must not make segments.
+    let _ = oob::encoding(false, || {
+        oob::in_codec(|| bincode::serde::encode_into_std_write(&tracked, &mut std::io::sink(), config()))
+    });
     tracked.1.into_inner().filter(|path| path != ".")
 }
 
@@ -82,7 +91,7 @@ fn encode_failure_path<T: Serialize + ?Sized>(value: &T) -> Option<String> {
 fn decode_failure_path<T: DeserializeOwned>(bytes: &[u8]) -> Option<String> {
     let reader = bincode::de::read::SliceReader::new(bytes);
     let mut decoder = bincode::serde::OwnedSerdeDecoder::from_reader(reader, config());
-    let error = serde_path_to_error::deserialize::<_, T>(decoder.as_deserializer()).err()?;
+    let error = oob::in_codec(|| serde_path_to_error::deserialize::<_, T>(decoder.as_deserializer())).err()?;
     Some(error.path().to_string()).filter(|path| path != ".")
 }
 

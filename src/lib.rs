@@ -168,6 +168,7 @@ compile_error!(
 #[cfg(not(any(unix, windows)))]
 compile_error!("workpool supports Linux only (5.3 or later); this target has no processes to run workers in.");
 
+mod bytes;
 mod codec;
 mod cpu;
 #[cfg(feature = "ctrlc")]
@@ -190,6 +191,7 @@ mod test_support;
 mod thread_pool;
 mod unwind;
 
+pub use bytes::Bytes;
 pub use cpu::cpu_count;
 #[cfg(feature = "ctrlc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ctrlc")))]

@@ -67,12 +67,38 @@ fn ppoll(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> libc::c_int {
 /// `writev` on a socket without raising SIGPIPE when the peer is gone (the error is EPIPE).
 /// Rust's `main` ignores SIGPIPE, but a host whose `main` is not Rust's would be killed.
 pub(crate) fn send_vectored(socket: BorrowedFd<'_>, slices: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+    send_vectored_fds(socket, slices, &[])
+}
+
+/// [`send_vectored`] with the descriptors `fds` passed beside the bytes (SCM_RIGHTS). On a
+/// stream socket the kernel attaches them to the first bytes this call sends: they reach the
+/// peer with (or before) those bytes, and are sent once whenever the call sends anything.
+pub(crate) fn send_vectored_fds(
+    socket: BorrowedFd<'_>,
+    slices: &[std::io::IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let space = cmsg_space(raw.len());
+    let mut control = vec![0u8; space];
     // SAFETY: zeroed msghdr is valid (no name, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // IoSlice is guaranteed ABI-compatible with iovec on Unix; sendmsg only reads the buffers.
     msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = slices.len() as _;
-    // SAFETY: msg points to `slices`, which outlive the call.
+    if !raw.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: `control` has room for one cmsghdr carrying `raw.len()` descriptors.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN((raw.len() * std::mem::size_of::<RawFd>()) as u32) as _;
+            std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), raw.len());
+        }
+    }
+    // SAFETY: msg points to `slices` and `control`, which outlive the call.
     let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
     if n < 0 {
         Err(io::Error::last_os_error())
@@ -228,6 +254,7 @@ pub(crate) fn recv_with_fds(
         }
     };
     let mut fds = Vec::new();
+    let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
     // SAFETY: walking the control messages the kernel wrote into `control`.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
@@ -241,6 +268,12 @@ pub(crate) fn recv_with_fds(
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
+    }
+    if truncated {
+        // Descriptors were sent and lost (no room, or this process is at its RLIMIT_NOFILE):
+        // the stream can no longer pair descriptors with their frames.
+        drop(fds);
+        return Err(io::Error::other("descriptors passed with the message were lost (control data truncated)"));
     }
     Ok((n, fds))
 }

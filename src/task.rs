@@ -56,6 +56,14 @@ use std::sync::OnceLock;
 /// The error ([`TaskError::is_codec`](crate::TaskError::is_codec)) names the type, where in it
 /// the failure came up, the construct likely responsible and what to write instead.
 ///
+/// # Large data
+///
+/// A plain `Vec<u8>` (or `Vec<f32>`, ...) field is encoded element by element and copied
+/// through the socket, and a frame holds at most 1 GiB: fine for kilobytes, slow for images and
+/// arrays. Put large buffers in [`Bytes`](crate::Bytes) fields instead: from 256 KiB on they
+/// travel in shared memory beside the frame, are mapped by the worker without a copy, and may
+/// be larger than a frame. Results too.
+///
 /// # Examples
 ///
 /// ```
@@ -340,7 +348,8 @@ fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus
             }
         };
         begin_task();
-        let output = match unwind::halt_unwinding(|| task.run()) {
+        // The task's own code runs outside its frame's out-of-band context.
+        let output = match unwind::halt_unwinding(|| crate::bytes::oob::suspend(|| task.run())) {
             Ok(output) => output,
             Err(payload) => {
                 let location = PANIC_LOCATION.with(|l| l.borrow_mut().take()).unwrap_or_default();

@@ -163,3 +163,25 @@ fn another_build_is_a_start_error_naming_the_host_and_not_sticky() {
     assert!(again.to_string().contains("tries"), "not sticky: the next task tries again: {again}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Returns its buffer, reversed: a `Bytes` both ways.
+#[workpool::task]
+fn reversed(data: workpool::Bytes) -> workpool::Bytes {
+    let mut v = data.into_vec();
+    v.reverse();
+    v.into()
+}
+
+#[test]
+fn bytes_of_any_size_cross_a_remote_link_inline() {
+    // Over TCP no descriptor can travel: a `Bytes` above the out-of-band threshold goes inline
+    // to a remote worker, and comes back inline from it.
+    let ex = Executor::builder().launcher(launcher()).workers(1).build().unwrap();
+    for len in [10usize, 300 << 10, 4 << 20] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let back = ex.submit(Reversed { data: data.clone().into() }).join().unwrap();
+        let mut expected = data;
+        expected.reverse();
+        assert!(back[..] == expected[..], "{len} bytes came back changed");
+    }
+}

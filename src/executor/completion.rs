@@ -29,7 +29,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 /// The encoded output(s) of a task, or what went wrong.
-pub(crate) type Outcome = Result<Vec<u8>, TaskError>;
+pub(crate) type Outcome = Result<crate::bytes::Encoded, TaskError>;
 
 /// Who to tell, and with which tag, when an outcome lands (unordered iteration over many
 /// completions: `Parallel`).

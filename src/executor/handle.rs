@@ -307,9 +307,11 @@ impl<O> Drop for KillOnDrop<O> {
 
 /// Decodes what a worker sent back with `decode`, as a [`TaskError`] on failure.
 pub(crate) fn decode_outputs<T>(
-    bytes: &[u8],
+    bytes: &crate::bytes::Encoded,
     task: &'static str,
     decode: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Result<T, TaskError> {
-    decode(bytes).map_err(|message| TaskError::new(ErrorKind::Codec { stage: "decoding the result", message }, task))
+    bytes
+        .decode(decode)
+        .map_err(|message| TaskError::new(ErrorKind::Codec { stage: "decoding the result", message }, task))
 }

@@ -35,6 +35,9 @@ pub(crate) struct Envelope {
     pub(crate) id: u64,
     /// The complete `TASK` frame.
     pub(crate) frame: Vec<u8>,
+    /// The shared-memory segments its out-of-band `Bytes` travel in, passed with the frame
+    /// (kept until the task is done: a task rescheduled after a crash is sent again with them).
+    pub(crate) segments: Vec<Arc<crate::bytes::segment::Segment>>,
     pub(crate) completion: Arc<Completion>,
     /// The interrupt epoch ([`crate::interrupt::epoch`]) at submission: a task submitted before a
     /// Ctrl-C is interrupted by it; one submitted after it, never.
@@ -209,16 +212,23 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut frame = Vec::with_capacity(64);
         let start = wire::task_header(&mut frame, id, entry.key, count);
-        if let Err(message) = encode(&mut frame) {
+        // Over a remote link (TCP) no descriptor can travel: every buffer goes inline.
+        let out_of_band = self.config.launcher.is_local();
+        let (encoded, segments) = crate::bytes::oob::encoding(out_of_band, || encode(&mut frame));
+        if let Err(message) = encoded {
             completion.fail(ErrorKind::Codec { stage: "encoding the argument", message });
             return completion;
         }
-        if let Err(e) = wire::end_frame(&mut frame, start) {
-            completion.fail(ErrorKind::Codec { stage: "framing the argument", message: e.0 });
+        if let Err(e) = wire::end_frame_fds(&mut frame, start, segments.len()) {
+            let message = format!(
+                "{}; put large data in `workpool::Bytes` fields, which travel in shared memory outside the frame",
+                e.0
+            );
+            completion.fail(ErrorKind::Codec { stage: "framing the argument", message });
             return completion;
         }
         let epoch = crate::interrupt::epoch();
-        self.queue.inject(Envelope { id, frame, completion: completion.clone(), epoch, timeout });
+        self.queue.inject(Envelope { id, frame, segments, completion: completion.clone(), epoch, timeout });
         completion
     }
 }

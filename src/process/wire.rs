@@ -19,15 +19,33 @@
 //! | `DONE` | from worker | `u8` status, `u64` run time in ns, status-specific bytes |
 //! | `FAULT` | from worker | `u32` signal, `u64` fault address: written by the worker's signal handler just before it dies of a memory fault in task `id` |
 //!
+//! **Descriptors.** A frame may carry descriptors (the shared-memory segments of out-of-band
+//! [`Bytes`](crate::Bytes), see `bytes/`): its kind then has the [`WITH_FDS`] bit set and the
+//! last byte of its body is their count (1 ..= 253, the kernel's SCM_MAX_FD); the descriptors
+//! themselves travel as SCM_RIGHTS on the `sendmsg` that writes the frame's first byte (or an
+//! earlier one). A stream socket delivers them with the first read of those bytes, so when a
+//! frame is complete its descriptors are at the front of the reader's queue, in order: the
+//! reader pops that many with the frame, and closes them with it if nobody keeps them. A frame
+//! without descriptors is byte for byte what it was before; a transport that cannot pass
+//! descriptors (TCP) never sets the bit (the codec then writes every buffer inline).
+//!
 //! A length is checked against [`MAX_FRAME`] before anything is allocated for it, and the reader
 //! grows its buffer only as bytes actually arrive, so a forged 4 GiB prefix costs nothing.
 //! Anything malformed is a [`WireError`]; the side that sees one treats the peer as broken.
 
+use crate::bytes::oob::MAX_FDS;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Protocol version, carried by `HELLO`; bump on any change to this file's formats.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// 3: frames may carry descriptors ([`WITH_FDS`]).
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
+/// Set in a frame's kind when the last byte of its body counts the descriptors passed with it.
+pub(crate) const WITH_FDS: u8 = 0x80;
+/// Descriptors a reader holds for frames not complete yet, at most: more is a broken peer.
+const MAX_QUEUED_FDS: usize = 4 * MAX_FDS;
 /// Largest frame accepted in either direction (1 GiB).
 pub(crate) const MAX_FRAME: usize = crate::codec::LIMIT;
 /// Bytes before the body: len, kind, id.
@@ -86,9 +104,13 @@ fn bad<T>(why: impl Into<String>) -> Result<T, WireError> {
 /// One frame, borrowed from a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Frame<'a> {
+    /// Without the [`WITH_FDS`] bit.
     pub(crate) kind: u8,
     pub(crate) id: u64,
+    /// Without the descriptor count.
     pub(crate) body: &'a [u8],
+    /// Descriptors passed with the frame.
+    pub(crate) fds: u8,
 }
 
 /// Splits the first frame off `buf`: `Ok(None)` when it is not complete yet.
@@ -106,9 +128,18 @@ pub(crate) fn split_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, Wire
     if buf.len() < 4 + len {
         return Ok(None);
     }
-    let kind = buf[4];
-    let id = u64::from_le_bytes(buf[5..13].try_into().expect("8 bytes"));
-    Ok(Some((Frame { kind, id, body: &buf[HEADER..4 + len] }, 4 + len)))
+    let (kind, id) = (buf[4], u64::from_le_bytes(buf[5..13].try_into().expect("8 bytes")));
+    let mut frame = Frame { kind, id, body: &buf[HEADER..4 + len], fds: 0 };
+    if kind & WITH_FDS != 0 {
+        let Some((&count, body)) = frame.body.split_last() else {
+            return bad("a frame with descriptors has no count");
+        };
+        if count == 0 || usize::from(count) > MAX_FDS {
+            return bad(format!("a frame claims {count} descriptors (1 to {MAX_FDS} may travel with one)"));
+        }
+        frame = Frame { kind: kind & !WITH_FDS, body, fds: count, ..frame };
+    }
+    Ok(Some((frame, 4 + len)))
 }
 
 /// Starts a frame in `out`; finish it with [`end_frame`] after appending the body.
@@ -128,6 +159,18 @@ pub(crate) fn end_frame(out: &mut [u8], start: usize) -> Result<(), WireError> {
     }
     out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
+}
+
+/// As [`end_frame`], for a frame that carries `fds` descriptors (none: [`end_frame`] itself).
+pub(crate) fn end_frame_fds(out: &mut Vec<u8>, start: usize, fds: usize) -> Result<(), WireError> {
+    if fds > 0 {
+        if fds > MAX_FDS {
+            return bad(format!("{fds} descriptors are more than the {MAX_FDS} a frame may carry"));
+        }
+        out[start + 4] |= WITH_FDS;
+        out.push(fds as u8);
+    }
+    end_frame(out, start)
 }
 
 /// A complete frame with no body.
@@ -211,10 +254,10 @@ pub(crate) fn begin_done_ok(out: &mut Vec<u8>, id: u64) -> usize {
 }
 
 /// Finishes a frame begun with [`begin_done_ok`]: the run time goes into its header.
-pub(crate) fn end_done_ok(out: &mut [u8], start: usize, elapsed_ns: u64) -> Result<(), WireError> {
+pub(crate) fn end_done_ok(out: &mut Vec<u8>, start: usize, elapsed_ns: u64, fds: usize) -> Result<(), WireError> {
     let at = start + HEADER + 1; // after the status byte
     out[at..at + 8].copy_from_slice(&elapsed_ns.to_le_bytes());
-    end_frame(out, start)
+    end_frame_fds(out, start, fds)
 }
 
 /// A complete `DONE` frame reporting `report`.
@@ -302,6 +345,8 @@ pub(crate) struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Descriptors received and not yet handed out with their frames, in order.
+    fds: VecDeque<OwnedFd>,
 }
 
 /// Bytes asked of the stream per read.
@@ -316,6 +361,48 @@ impl FrameReader {
     /// (0 means end of stream). The buffer grows (by zeroed memory) only when its free tail is
     /// shorter than a chunk, so a steady stream of small frames costs no memset per read.
     pub(crate) fn fill(&mut self, source: &mut impl Read) -> io::Result<usize> {
+        self.make_room();
+        let got = source.read(&mut self.buf[self.end..self.end + READ_CHUNK])?;
+        self.end += got;
+        Ok(got)
+    }
+
+    /// As [`fill`](FrameReader::fill), from a Unix socket, keeping the descriptors passed
+    /// with the bytes for the frames they belong to.
+    pub(crate) fn fill_socket(&mut self, socket: BorrowedFd<'_>) -> io::Result<usize> {
+        self.make_room();
+        let (got, fds) = crate::sys::recv_with_fds(socket, &mut self.buf[self.end..self.end + READ_CHUNK], MAX_FDS)?;
+        self.end += got;
+        self.fds.extend(fds);
+        if self.fds.len() > MAX_QUEUED_FDS {
+            return Err(io::Error::other(format!("more than {MAX_QUEUED_FDS} descriptors ahead of their frames")));
+        }
+        Ok(got)
+    }
+
+    /// Descriptors passed directly (tests and fuzzing).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn push_fds(&mut self, fds: impl IntoIterator<Item = OwnedFd>) {
+        self.fds.extend(fds);
+    }
+
+    /// The descriptors the next frame claims (0 when none is complete, or it is malformed).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn next_frame_wants(&self) -> usize {
+        match split_frame(&self.buf[self.start..self.end]) {
+            Ok(Some((frame, _))) => usize::from(frame.fds),
+            _ => 0,
+        }
+    }
+
+    /// Descriptors received and not handed out yet.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn queued_fds(&self) -> usize {
+        self.fds.len()
+    }
+
+    /// Frees at least [`READ_CHUNK`] bytes at the end of the buffer.
+    fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -331,9 +418,6 @@ impl FrameReader {
         if self.buf.len() - self.end < READ_CHUNK {
             self.buf.resize(self.end + READ_CHUNK, 0);
         }
-        let got = source.read(&mut self.buf[self.end..self.end + READ_CHUNK])?;
-        self.end += got;
-        Ok(got)
     }
 
     /// Appends bytes directly (tests and fuzzing).
@@ -344,16 +428,24 @@ impl FrameReader {
         self.end = self.buf.len();
     }
 
-    /// The next complete frame, if one is buffered.
+    /// The next complete frame, if one is buffered; the descriptors it carries are closed.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WireError> {
-        match split_frame(&self.buf[self.start..self.end])? {
-            None => Ok(None),
-            Some((_, used)) => {
-                let at = self.start;
-                self.start += used;
-                Ok(split_frame(&self.buf[at..at + used])?.map(|(frame, _)| frame))
-            }
+        Ok(self.next_frame_fds()?.map(|(frame, _)| frame))
+    }
+
+    /// The next complete frame, if one is buffered, and the descriptors it carries.
+    pub(crate) fn next_frame_fds(&mut self) -> Result<Option<(Frame<'_>, Vec<OwnedFd>)>, WireError> {
+        let Some((frame, used)) = split_frame(&self.buf[self.start..self.end])? else {
+            return Ok(None);
+        };
+        let wanted = usize::from(frame.fds);
+        if self.fds.len() < wanted {
+            return bad(format!("a frame claims {wanted} descriptors and {} came with it", self.fds.len()));
         }
+        let fds = self.fds.drain(..wanted).collect();
+        let at = self.start;
+        self.start += used;
+        Ok(split_frame(&self.buf[at..at + used])?.map(|(frame, _)| (frame, fds)))
     }
 
     /// True when a whole frame is waiting in the buffer.
@@ -411,6 +503,69 @@ mod tests {
         assert!(parse_hello(&[0; 15]).is_err());
         assert!(parse_done(&[ST_PANIC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]).is_err());
         assert!(parse_done(&[99, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn frames_with_descriptors_split_and_refuse_bad_counts() {
+        let mut out = Vec::new();
+        let start = begin_frame(&mut out, DONE, 5);
+        out.extend_from_slice(b"body");
+        end_frame_fds(&mut out, start, 3).unwrap();
+        let (frame, used) = split_frame(&out).unwrap().unwrap();
+        assert_eq!((frame.kind, frame.id, frame.body, frame.fds, used), (DONE, 5, &b"body"[..], 3, out.len()));
+        let mut reader = FrameReader::new();
+        reader.push_bytes(&out);
+        assert!(reader.next_frame_fds().is_err(), "a frame whose descriptors did not come is malformed");
+        for count in [0u8, 254] {
+            let mut bad = out.clone();
+            *bad.last_mut().unwrap() = count;
+            assert!(split_frame(&bad).is_err(), "a count of {count}");
+        }
+        let mut empty = Vec::new();
+        let start = begin_frame(&mut empty, STARTED | WITH_FDS, 1);
+        end_frame(&mut empty, start).unwrap();
+        assert!(split_frame(&empty).is_err(), "the descriptor bit without a count");
+        assert!(end_frame_fds(&mut Vec::from([0u8; HEADER]), 0, MAX_FDS + 1).is_err());
+    }
+
+    /// Frames carrying memfds through a real socket, written in pieces and read in pieces: each
+    /// frame comes out with exactly its own descriptors.
+    #[test]
+    fn descriptors_reach_their_frames_through_a_socket() {
+        use std::io::IoSlice;
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let inode = |fd: &OwnedFd| std::fs::File::from(fd.try_clone().unwrap()).metadata().unwrap().ino();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut sent = Vec::new();
+        for (id, fds) in [(1u64, 2usize), (2, 0), (3, 1), (4, 0), (5, 3)] {
+            let segments: Vec<_> =
+                (0..fds).map(|i| crate::bytes::segment::Segment::create(&[id as u8, i as u8]).unwrap()).collect();
+            let mut frame = Vec::new();
+            let start = begin_frame(&mut frame, DONE, id);
+            frame.extend_from_slice(&vec![id as u8; 100 * id as usize]);
+            end_frame_fds(&mut frame, start, fds).unwrap();
+            let borrowed: Vec<_> = segments.iter().map(|s| s.fd()).collect();
+            // The first 7 bytes with the descriptors, the rest after.
+            let n = crate::sys::send_vectored_fds(ours.as_fd(), &[IoSlice::new(&frame[..7])], &borrowed).unwrap();
+            crate::sys::send_all(ours.as_fd(), &frame[n..]).unwrap();
+            let inodes: Vec<u64> = segments.iter().map(|s| inode(&s.fd().try_clone_to_owned().unwrap())).collect();
+            sent.push((id, inodes));
+        }
+        drop(ours);
+        let mut reader = FrameReader::new();
+        let mut got = Vec::new();
+        loop {
+            while let Some((frame, fds)) = reader.next_frame_fds().unwrap() {
+                assert_eq!(frame.body.len(), 100 * frame.id as usize);
+                got.push((frame.id, fds.iter().map(inode).collect::<Vec<_>>()));
+            }
+            if reader.fill_socket(theirs.as_fd()).unwrap() == 0 {
+                break;
+            }
+        }
+        assert_eq!(got, sent);
+        assert_eq!(reader.queued_fds(), 0);
     }
 
     #[test]

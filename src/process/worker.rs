@@ -12,11 +12,14 @@
 use super::claims::Claims;
 use super::marker;
 use super::wire::{self, Done, FrameReader};
+use crate::bytes::segment::Segment;
+use crate::bytes::{oob, Encoded};
 use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Exit code of a worker whose connection broke (malformed frame, failed write).
@@ -62,21 +65,23 @@ pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
     let mut out = Vec::with_capacity(wire::READ_CHUNK);
     wire::hello(&mut out, marker::fingerprint(), std::process::id());
     let mut reader = FrameReader::new();
+    // Segments of the DONE frames in `out`, passed with the next flush.
+    let mut out_fds = Vec::new();
     loop {
         // Results are always written before blocking for more input, and before the next task
         // starts (together with its STARTED frame).
         if !reader.has_frame() {
-            if flush(&mut socket, &mut out).is_err() {
+            if flush(&mut socket, &mut out, &mut out_fds).is_err() {
                 return EXIT_PROTOCOL;
             }
-            match reader.fill(&mut socket) {
+            match reader.fill_socket(socket.as_fd()) {
                 Ok(0) => return 0, // the executor closed the connection: time to go
                 Ok(_) => continue,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return EXIT_PROTOCOL,
             }
         }
-        let frame = match reader.next_frame() {
+        let (frame, fds) = match reader.next_frame_fds() {
             Ok(Some(frame)) => frame,
             Ok(None) => continue,
             Err(e) => {
@@ -100,14 +105,16 @@ pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
                     continue;
                 }
                 wire::empty_frame(&mut out, wire::STARTED, id);
-                if flush(&mut socket, &mut out).is_err() {
+                if flush(&mut socket, &mut out, &mut out_fds).is_err() {
                     return EXIT_PROTOCOL;
                 }
                 faults::running(id);
-                run_one(id, body, &mut out);
+                out_fds.extend(run_one(id, body, fds, &mut out));
                 faults::running(0);
             }
-            wire::SHUTDOWN => return if flush(&mut socket, &mut out).is_ok() { 0 } else { EXIT_PROTOCOL },
+            wire::SHUTDOWN => {
+                return if flush(&mut socket, &mut out, &mut out_fds).is_ok() { 0 } else { EXIT_PROTOCOL }
+            }
             other => {
                 eprintln!("workpool worker: unexpected frame kind {other}; exiting");
                 return EXIT_PROTOCOL;
@@ -199,30 +206,39 @@ mod faults {
     }
 }
 
-/// Runs one task frame and appends its `DONE` frame to `out`.
-pub(crate) fn run_one(id: u64, body: wire::TaskBody<'_>, out: &mut Vec<u8>) {
+/// Runs one task frame, whose descriptors are `fds`, and appends its `DONE` frame to `out`;
+/// returns the segments that frame carries (the out-of-band buffers of its outputs). Whatever
+/// else the task received is closed and unmapped here, when its arguments are dropped.
+pub(crate) fn run_one(id: u64, body: wire::TaskBody<'_>, fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Vec<Arc<Segment>> {
     let Some(entry) = task::entry_by_key(body.key) else {
         report(out, out.len(), id, 0, &Done::Unknown);
-        return;
+        return Vec::new();
     };
     let clock = Instant::now();
     // Outputs are appended straight behind the frame's header as the tasks run.
     let start = wire::begin_done_ok(out, id);
-    let status = (entry.run)(body.payload, body.count, out);
+    let received = Encoded::new(Vec::new(), fds);
+    let (status, segments) =
+        received.decode(|_| oob::encoding(oob::worker_out_of_band(), || (entry.run)(body.payload, body.count, out)));
     let elapsed = clock.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
     match &status {
-        RunStatus::Ok => {
-            if let Err(e) = wire::end_done_ok(out, start, elapsed) {
-                let message = format!("the result is too large to send: {e}");
+        RunStatus::Ok => match wire::end_done_ok(out, start, elapsed, segments.len()) {
+            Ok(()) => return segments,
+            Err(e) => {
+                let message = format!(
+                    "the result is too large to send: {e}; put large data in `workpool::Bytes`, which travels \
+                     in shared memory outside the frame"
+                );
                 report(out, start, id, elapsed, &Done::Encode(&message));
             }
-        }
+        },
         RunStatus::Panic { index, message, location } => {
             report(out, start, id, elapsed, &Done::Panic { index: *index, message, location });
         }
         RunStatus::Decode(message) => report(out, start, id, elapsed, &Done::Decode(message)),
         RunStatus::Encode(message) => report(out, start, id, elapsed, &Done::Encode(message)),
     }
+    Vec::new()
 }
 
 /// Replaces everything from `start` on with a `DONE` frame reporting `done`.
@@ -236,11 +252,31 @@ fn report(out: &mut Vec<u8>, start: usize, id: u64, elapsed: u64, done: &Done<'_
     }
 }
 
-fn flush(socket: &mut UnixStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Writes `out`; the descriptors `fds` of the frames in it go with the first bytes (before
+/// or with their frames' first bytes, as the wire asks), and are closed here once sent.
+fn flush(socket: &mut UnixStream, out: &mut Vec<u8>, fds: &mut Vec<Arc<Segment>>) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    let result = sys::send_all(socket.as_fd(), out);
+    let mut result = Ok(());
+    let mut sent = 0;
+    if !fds.is_empty() {
+        let borrowed: Vec<_> = fds.iter().map(|s| s.fd()).collect();
+        result = loop {
+            match sys::send_vectored_fds(socket.as_fd(), &[std::io::IoSlice::new(out)], &borrowed) {
+                Ok(n) => {
+                    sent = n;
+                    break Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        fds.clear();
+    }
+    if result.is_ok() {
+        result = sys::send_all(socket.as_fd(), &out[sent..]);
+    }
     out.clear();
     result
 }

@@ -70,6 +70,7 @@ impl Feeder {
                 again.push(Envelope {
                     id: env.id,
                     frame: env.frame.clone(),
+                    segments: env.segments.clone(),
                     completion: env.completion.clone(),
                     epoch: env.epoch,
                     timeout: env.timeout,

@@ -64,11 +64,19 @@ impl Feeder {
         let live = self.live.as_mut().expect("live");
         while live.unsent < live.inflight.len() {
             let mut slices = Vec::with_capacity(MAX_IOVECS);
-            slices.push(IoSlice::new(&live.inflight[live.unsent].env.frame[live.offset..]));
+            let first = &live.inflight[live.unsent].env;
+            slices.push(IoSlice::new(&first.frame[live.offset..]));
+            // A frame's descriptors go with the call that writes its first byte: a frame that
+            // carries some begins a call of its own (see wire.rs).
+            let fds: Vec<_> =
+                if live.offset == 0 { first.segments.iter().map(|s| s.fd()).collect() } else { Vec::new() };
             for f in live.inflight.iter().skip(live.unsent + 1).take(MAX_IOVECS - 1) {
+                if !f.env.segments.is_empty() {
+                    break;
+                }
                 slices.push(IoSlice::new(&f.env.frame));
             }
-            match sys::send_vectored(live.process.socket.as_fd(), &slices) {
+            match sys::send_vectored_fds(live.process.socket.as_fd(), &slices, &fds) {
                 Ok(mut n) => {
                     while n > 0 {
                         let left = live.inflight[live.unsent].env.frame.len() - live.offset;
@@ -94,7 +102,7 @@ impl Feeder {
     pub(super) fn read_some(&mut self) -> Result<bool, WireError> {
         loop {
             let live = self.live.as_mut().expect("live");
-            let got = live.reader.fill(&mut &live.process.socket);
+            let got = live.reader.fill_socket(live.process.socket.as_fd());
             match got {
                 Ok(0) => {
                     self.handle_frames()?;
@@ -113,7 +121,7 @@ impl Feeder {
         let slot = &self.slot;
         let observe = &mut self.observe;
         let live = self.live.as_mut().expect("live");
-        while let Some(frame) = live.reader.next_frame()? {
+        while let Some((frame, fds)) = live.reader.next_frame_fds()? {
             drop_skipped(&mut live.inflight, &mut live.unsent);
             // A task taken back never matches: its id may be in flight again, as a new entry.
             let front = live.inflight.front_mut().filter(|f| !f.recalled && f.env.id == frame.id);
@@ -142,7 +150,7 @@ impl Feeder {
                     let task = (f.env.completion.task(), f.env.id, f.env.frame.len());
                     observe.done(task, elapsed_ns, frame.body.len(), live.front_since, live.inflight.is_empty());
                     f.env.completion.set_elapsed(elapsed_ns);
-                    complete(&f.env.completion, done);
+                    complete(&f.env.completion, done, fds);
                     live.idle_since = Instant::now();
                     // After every task (a read of /proc/PID/statm, a few µs, only when a ceiling
                     // is set): a fresh worker whose first task grows it is caught too.
@@ -161,10 +169,11 @@ impl Feeder {
 }
 
 /// Completes a handle from a worker's `DONE` report.
-pub(super) fn complete(completion: &Completion, done: Done<'_>) {
+/// `fds`: the descriptors that came with the report (closed here unless its outputs keep them).
+pub(super) fn complete(completion: &Completion, done: Done<'_>, fds: Vec<std::os::fd::OwnedFd>) {
     match done {
         Done::Ok(bytes) => {
-            completion.complete(Ok(bytes.to_vec()));
+            completion.complete(Ok(crate::bytes::Encoded::new(bytes.to_vec(), fds)));
         }
         Done::Panic { message, location, .. } => {
             let location = (!location.is_empty()).then(|| location.to_string());

@@ -161,7 +161,7 @@ fn structured(mut input: Bytes<'_>, seed: u64) {
     while !input.is_empty() && want.len() < 64 {
         let id = input.u64();
         let start = stream.len();
-        let choice = input.below(6);
+        let choice = input.below(7);
         written.push(choice);
         match choice {
             0 => {
@@ -219,16 +219,28 @@ fn structured(mut input: Bytes<'_>, seed: u64) {
                 }
                 wire::end_frame(&mut stream, frame_start).expect("small frames fit");
             }
-            _ => {
-                // Raw bytes as a frame of any kind.
-                let kind = input.byte();
+            5 => {
+                // Raw bytes as a frame of any kind that carries no descriptors.
+                let kind = input.byte() & !wire::WITH_FDS;
                 let frame_start = wire::begin_frame(&mut stream, kind, id);
                 stream.extend_from_slice(input.slice(32));
                 wire::end_frame(&mut stream, frame_start).expect("small frames fit");
             }
+            _ => {
+                // A frame of any kind carrying 1 to 253 descriptors.
+                let kind = input.byte() & !wire::WITH_FDS;
+                let fds = 1 + input.below(253);
+                let frame_start = wire::begin_frame(&mut stream, kind, id);
+                stream.extend_from_slice(input.slice(32));
+                wire::end_frame_fds(&mut stream, frame_start, fds).expect("small frames fit");
+            }
         }
         let id = if choice == 2 { 0 } else { id }; // a hello is about the connection: id 0
-        want.push(RefFrame { kind: stream[start + 4], id, body: stream[start + wire::HEADER..].to_vec() });
+        let (kind, mut body, mut fds) = (stream[start + 4], &stream[start + wire::HEADER..], 0);
+        if choice == 6 {
+            (body, fds) = (&body[..body.len() - 1], *body.last().expect("a count"));
+        }
+        want.push(RefFrame { kind: kind & !wire::WITH_FDS, id, body: body.to_vec(), fds });
     }
     let (frames, end) = reference_frames(&stream);
     assert_eq!(frames, want, "the reference disagrees with the writers");
@@ -284,7 +296,7 @@ pub fn forged_string_length() -> Option<usize> {
     let body = TaskBody { key: key_of(1).expect("a registered test task"), ..body };
     let (out, peak) = alloc::measure(|| {
         let mut out = Vec::new();
-        worker::run_one(1, body, &mut out);
+        worker::run_one(1, body, Vec::new(), &mut out);
         out
     });
     let (frame, _) = wire::split_frame(&out).expect("well formed").expect("complete");

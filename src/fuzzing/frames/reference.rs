@@ -8,9 +8,13 @@ use std::io::{self, Read};
 /// A frame as the reference reading sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RefFrame {
+    /// Without the descriptor bit (0x80).
     pub(super) kind: u8,
     pub(super) id: u64,
+    /// Without the descriptor count.
     pub(super) body: Vec<u8>,
+    /// Descriptors the frame carries.
+    pub(super) fds: u8,
 }
 
 /// How a stream ends in the reference reading.
@@ -18,7 +22,8 @@ pub(super) struct RefFrame {
 pub(super) enum RefEnd {
     /// Bytes left that are not a complete frame yet.
     Incomplete(usize),
-    /// A length outside 9..=MAX_FRAME.
+    /// A length outside 9..=MAX_FRAME, or a frame with the descriptor bit whose count (the
+    /// last byte of its body) is missing or outside 1..=253.
     BadLength,
 }
 
@@ -41,7 +46,14 @@ pub(super) fn reference_frames(mut buf: &[u8]) -> (Vec<RefFrame>, RefEnd) {
         if buf.len() < total {
             return (frames, RefEnd::Incomplete(buf.len()));
         }
-        frames.push(RefFrame { kind: buf[4], id: le(&buf[5..13]), body: buf[13..total].to_vec() });
+        let (kind, mut body, mut fds) = (buf[4], &buf[13..total], 0);
+        if kind & 0x80 != 0 {
+            match body.split_last() {
+                Some((&count, rest)) if (1..=253).contains(&count) => (body, fds) = (rest, count),
+                _ => return (frames, RefEnd::BadLength),
+            }
+        }
+        frames.push(RefFrame { kind: kind & 0x7F, id: le(&buf[5..13]), body: body.to_vec(), fds });
         buf = &buf[total..];
     }
 }
@@ -115,6 +127,32 @@ impl Read for Chunky<'_> {
     }
 }
 
+/// The next frame of `reader`, whose descriptors are handed to it just before (as dups of one
+/// descriptor: a socket delivers them no later than the frame's first byte, which the process
+/// tests and `wire`'s socket test check; here the pairing of a frame with its count is). A
+/// frame must come out with exactly the descriptors it claims, and take no others.
+fn next_with_fds(reader: &mut FrameReader) -> Result<Option<RefFrame>, wire::WireError> {
+    use std::os::fd::AsFd;
+    thread_local! {
+        static NULL: std::fs::File = std::fs::File::open("/dev/null").expect("/dev/null");
+    }
+    let wanted = reader.next_frame_wants();
+    let before = reader.queued_fds();
+    NULL.with(|null| reader.push_fds((0..wanted).map(|_| null.as_fd().try_clone_to_owned().expect("dup"))));
+    match reader.next_frame_fds()? {
+        None => {
+            assert_eq!(wanted, 0, "a frame wanted descriptors and none came out");
+            Ok(None)
+        }
+        Some((frame, fds)) => {
+            assert_eq!(fds.len(), usize::from(frame.fds), "a frame came out with other descriptors than it claims");
+            let frame = RefFrame { kind: frame.kind, id: frame.id, body: frame.body.to_vec(), fds: frame.fds };
+            assert_eq!(reader.queued_fds(), before, "descriptors of other frames were taken");
+            Ok(Some(frame))
+        }
+    }
+}
+
 /// What a reader made of a stream: frames, then an error or the bytes left pending.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Reading {
@@ -131,8 +169,8 @@ pub(super) fn read_like_a_peer(data: &[u8], seed: u64) -> Reading {
     let mut frames = Vec::new();
     loop {
         while reader.has_frame() {
-            match reader.next_frame() {
-                Ok(Some(frame)) => frames.push(RefFrame { kind: frame.kind, id: frame.id, body: frame.body.to_vec() }),
+            match next_with_fds(&mut reader) {
+                Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => panic!("has_frame() said a frame was buffered, next_frame() found none"),
                 Err(_) => {
                     assert!(reader.next_frame().is_err(), "an error must stay an error");
@@ -160,8 +198,8 @@ pub(super) fn read_pushed(data: &[u8], seed: u64) -> Reading {
     let mut rest = data;
     loop {
         loop {
-            match reader.next_frame() {
-                Ok(Some(frame)) => frames.push(RefFrame { kind: frame.kind, id: frame.id, body: frame.body.to_vec() }),
+            match next_with_fds(&mut reader) {
+                Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => break,
                 Err(_) => return Reading { frames, end: RefEnd::BadLength },
             }
@@ -182,8 +220,8 @@ pub(super) fn read_split(mut buf: &[u8]) -> Reading {
         match wire::split_frame(buf) {
             Ok(Some((frame, used))) => {
                 assert!((wire::HEADER..=buf.len()).contains(&used), "split_frame used {used} of {} bytes", buf.len());
-                assert_eq!(frame.body.len(), used - wire::HEADER);
-                frames.push(RefFrame { kind: frame.kind, id: frame.id, body: frame.body.to_vec() });
+                assert_eq!(frame.body.len() + usize::from(frame.fds > 0), used - wire::HEADER);
+                frames.push(RefFrame { kind: frame.kind, id: frame.id, body: frame.body.to_vec(), fds: frame.fds });
                 buf = &buf[used..];
             }
             Ok(None) => return Reading { frames, end: RefEnd::Incomplete(buf.len()) },

@@ -76,7 +76,7 @@ pub(super) fn check_run_one(id: u64, body: TaskBody<'_>) {
     let count = body.count;
     let (out, peak) = alloc::measure(|| {
         let mut out = Vec::new();
-        worker::run_one(id, body, &mut out);
+        worker::run_one(id, body, Vec::new(), &mut out);
         out
     });
     EXPECTED_PANIC.with(|e| e.set(was));

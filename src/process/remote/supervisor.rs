@@ -78,7 +78,10 @@ fn run() -> io::Result<i32> {
         (high(theirs.as_fd())?, high(io::stdout().as_fd())?, high(io::stderr().as_fd())?, high(null.as_fd())?);
     let fds = [(socket.as_fd(), sys::WORKER_FD), (stdout.as_fd(), 4), (stderr.as_fd(), 5), (no_ring.as_fd(), 6)];
     let worker_marker = Marker { role: Role::Worker, parent: std::process::id(), die_with_parent: true };
-    let pid = posix_spawn(&worker_marker, &fds, true, &[])?;
+    // The worker's channel is relayed over TCP, which carries no descriptors: it sends every
+    // `Bytes` inline.
+    let env = [(crate::bytes::oob::INLINE_ONLY_VAR.to_string(), "1".to_string())];
+    let pid = posix_spawn(&worker_marker, &fds, true, &env)?;
     drop((socket, stdout, stderr, no_ring, theirs, null));
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
