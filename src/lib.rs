@@ -104,6 +104,8 @@
 //! | the worker is killed from outside while busy (OOM killer, `kill -9`) | the task it ran: `is_worker_death()`, "SIGKILL" | as above |
 //! | the worker is killed while idle | nothing | it is reaped; the next task starts a new one |
 //! | the task runs past [`task_timeout`](ExecutorBuilder::task_timeout) | that task: [`TaskError::is_timeout`] | its worker is killed and replaced |
+//! | [`TaskHandle::kill`] while the task runs (or a dropped [`kill_on_drop`](TaskHandle::kill_on_drop) guard) | that task: [`TaskError::is_cancelled`], at once | its worker is killed; tasks written ahead behind it run elsewhere; a new one starts on demand |
+//! | the [`initializer`](ExecutorBuilder::initializer) fails in a new worker | nothing, unless every retry of that start fails: then the task that waited, [`TaskError::is_spawn`] | never broken: the next task tries again |
 //! | a worker past [`max_tasks_per_worker`](ExecutorBuilder::max_tasks_per_worker) or [`max_worker_memory`](ExecutorBuilder::max_worker_memory) | nothing | replaced between tasks |
 //! | an argument or result that cannot be encoded or decoded | that task: [`TaskError::is_codec`] | nothing |
 //! | a type never passed to [`register!`] | that handle: [`TaskError::is_not_registered`], at once | nothing |

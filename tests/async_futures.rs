@@ -188,6 +188,27 @@ fn victim_kill_twice_possible(ex: &Executor) -> bool {
 }
 
 #[test]
+fn kill_right_after_submit_is_never_lost_whatever_the_timing() {
+    // The kill may land before the task is written, after the worker claimed it but before its
+    // STARTED frame was read, or while it runs: in every case the long task must stop, or the
+    // next task would wait a minute behind it on the only worker.
+    let ex = executor(1);
+    assert_eq!(ex.submit(Square(1)).join().unwrap(), 1); // a warm worker
+    for round in 0..40u64 {
+        let long = ex.submit(Nap(60_000));
+        if round % 4 != 0 {
+            std::thread::sleep(Duration::from_micros(round * 50));
+        }
+        assert!(long.kill(), "round {round}");
+        assert!(long.join().unwrap_err().is_cancelled());
+        let next = ex.submit(Square(round));
+        let result =
+            next.join_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("round {round}: the kill was lost"));
+        assert_eq!(result.unwrap(), round * round);
+    }
+}
+
+#[test]
 fn kill_of_a_task_queued_behind_a_running_one_costs_no_worker() {
     let ex = executor(1);
     let long = ex.submit(Nap(500));

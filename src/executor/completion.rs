@@ -233,6 +233,13 @@ impl Completion {
                 self.cancel_requested.store(false, Ordering::SeqCst);
                 return None;
             }
+            if route.answer.is_none() {
+                // Taken back and written to a worker again within the wait: the request stands,
+                // and its (perhaps new) feeder hears of it.
+                if let Some(doorbell) = &route.doorbell {
+                    doorbell.ring();
+                }
+            }
         }
     }
 

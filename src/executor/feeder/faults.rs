@@ -87,20 +87,31 @@ impl Feeder {
     /// After the doorbell rang: handles that asked for their task back. A `cancel` is answered
     /// for each task on its own (taken back if its worker has not claimed it). Then kills
     /// (`TaskHandle::kill`, settled as cancelled already): waiting ones are taken back with the
-    /// rest of the window (so none of them runs); a running one has its worker killed, once
-    /// every task behind it was taken back (they run elsewhere, and no task that was not killed
-    /// fails). When one behind it was claimed first, the killed task has finished on its own:
-    /// nothing is killed.
+    /// rest of the window, so none of them runs; a running one is stopped by
+    /// [`stop_killed_front`](Feeder::stop_killed_front).
     pub(super) fn answer_doorbell(&mut self) {
         self.answer_cancels();
         let Some(live) = self.live.as_ref() else { return };
-        if live.kill.is_some() || !live.inflight.iter().any(|f| !f.recalled && f.env.completion.is_killed()) {
+        if live.inflight.iter().any(|f| !f.recalled && !f.started && f.env.completion.is_killed()) {
+            self.take_back();
+        }
+        self.stop_killed_front();
+    }
+
+    /// Kills the worker when the task it runs was killed through its handle, once every task
+    /// behind it was taken back (they run elsewhere: no task that was not killed fails). When
+    /// one behind it was claimed first, the killed task has finished on its own: nothing is
+    /// killed. Checked after every round of I/O too (cheap: one flag of the front task), since
+    /// a task the worker claimed just before the doorbell rang is seen as started only when its
+    /// `STARTED` frame is read.
+    pub(super) fn stop_killed_front(&mut self) {
+        let Some(live) = self.live.as_ref() else { return };
+        let front = live.inflight.iter().find(|f| !f.recalled);
+        if live.kill.is_some() || !front.is_some_and(|f| f.started && f.env.completion.is_killed()) {
             return;
         }
-        let all_back = self.take_back();
-        let live = self.live.as_mut().expect("checked above");
-        let front = live.inflight.iter().find(|f| !f.recalled);
-        if all_back && front.is_some_and(|f| f.started && f.env.completion.is_killed()) {
+        if self.take_back() {
+            let live = self.live.as_mut().expect("checked above");
             live.kill = Some(Kill::Killed);
             live.process.kill();
         }
@@ -120,6 +131,9 @@ impl Feeder {
             }
             let taken_back = !f.started && live.process.claims.recall(f.ticket);
             f.env.completion.answer_cancel(taken_back);
+            if taken_back && live.inflight.iter().position(|f| !f.recalled) == Some(i) {
+                live.front_since = Instant::now(); // the next task is the front now
+            }
             if taken_back && (i > live.unsent || (i == live.unsent && live.offset == 0)) {
                 live.inflight.remove(i);
                 continue;
@@ -145,6 +159,7 @@ impl Feeder {
         if crate::pause::stopped() {
             return; // just continued after a Ctrl-Z: its time is added first (see `pause.rs`)
         }
+        self.stop_killed_front();
         self.recall_waiting();
         let Some(live) = self.live.as_mut() else { return };
         // Each task of a batch is timed on its own: the worker counts the tasks it begins.
