@@ -86,6 +86,7 @@
 //! | Ctrl-C and Ctrl-Z | [`handle_ctrl_c`] | `ctrl_c.rs`, over `interrupt.rs`; `pause.rs` |
 //! | errors | [`TaskError`], [`ErrorKind`], [`BuildError`] | `error.rs` |
 //! | CPUs | [`cpu_count`] | `cpu.rs` |
+//! | seeing a run: stats, a timeline, log events | [`ExecutorStats`], [`SlotStats`], [`Deaths`], [`ParallelStats`], [`Recording`], [`Timeline`] | `observe/` (`stats.rs`, `timeline.rs`, `log.rs`) |
 //!
 //! Words: a **slot** is one of the `workers(n)` places of an executor, served by one feeder
 //! thread and holding at most one **worker process** at a time; a **pool thread** is a thread of
@@ -112,6 +113,15 @@
 //!
 //! Exactly once: a task that finished before its worker died never loses its result, and no task
 //! runs twice (a worker announces each task it starts; only unannounced ones are rescheduled).
+//!
+//! # Seeing a run
+//!
+//! [`Executor::stats`] tells where each slot's time went (busy, idle, starting workers), what
+//! crossed its socket and how its workers died; [`ParallelIter::stats`] a `Parallel` run's
+//! batch sizes, efficiency and Amdahl serial fraction. [`Executor::record`] records a timeline
+//! that [`Timeline::write_chrome_json`] writes for Perfetto or `chrome://tracing`. Worker starts,
+//! deaths, respawns, timeouts, recycling, failed starts and Ctrl-C are logged through the `log`
+//! facade (target `workpool`): nothing is printed unless the program installs a logger.
 //!
 //! # Platforms
 //!
