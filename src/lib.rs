@@ -88,6 +88,7 @@
 //! | Ctrl-C and Ctrl-Z | [`handle_ctrl_c`] | `ctrl_c.rs`, over `interrupt.rs`; `pause.rs` |
 //! | errors | [`TaskError`], [`ErrorKind`], [`BuildError`] | `error.rs` |
 //! | CPUs | [`cpu_count`] | `cpu.rs` |
+//! | seeing a run: stats, a timeline, log events | [`ExecutorStats`], [`SlotStats`], [`Deaths`], [`ParallelStats`], [`Recording`], [`Timeline`] | `observe/` (`stats.rs`, `timeline.rs`, `log.rs`) |
 //!
 //! Words: a **slot** is one of the `workers(n)` places of an executor, served by one feeder
 //! thread and holding at most one **worker process** at a time; a **pool thread** is a thread of
@@ -125,6 +126,15 @@
 //! the runtime is built, or every worker process would build a runtime of its own before it
 //! serves. [`TaskHandle::kill`] stops a task wherever it is; [`Executor::shutdown_async`] and
 //! [`ctrl_c`] let an async server stop gracefully.
+//!
+//! # Seeing a run
+//!
+//! [`Executor::stats`] tells where each slot's time went (busy, idle, starting workers), what
+//! crossed its socket and how its workers died; [`ParallelIter::stats`] a `Parallel` run's
+//! batch sizes, efficiency and Amdahl serial fraction. [`Executor::record`] records a timeline
+//! that [`Timeline::write_chrome_json`] writes for Perfetto or `chrome://tracing`. Worker starts,
+//! deaths, respawns, timeouts, recycling, failed starts and Ctrl-C are logged through the `log`
+//! facade (target `workpool`): nothing is printed unless the program installs a logger.
 //!
 //! # Platforms
 //!

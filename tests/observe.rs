@@ -148,7 +148,8 @@ fn parallel_stats_measure_batches_efficiency_and_the_serial_fraction() {
     let serial = stats.serial_fraction().expect("2 jobs");
     let s = stats.speedup();
     assert!((serial - ((1.0 / s - 0.5) / 0.5).clamp(0.0, 1.0)).abs() < 1e-9);
-    assert!((0.0..=0.7).contains(&serial), "serial fraction {serial}: {stats:?}");
+    // Sleeping tasks scale; what is serial is dispatch and start-up (generous for a loaded machine).
+    assert!((0.0..=0.9).contains(&serial), "serial fraction {serial}: {stats:?}");
 }
 
 // ===== the timeline =====
@@ -212,8 +213,14 @@ fn a_timeline_is_chrome_trace_json_with_a_track_per_slot_and_deaths() {
     assert!(deaths.iter().any(|d| d["args"]["signal"] == "SIGABRT" && d["args"]["cause"] == "crash"), "{deaths:?}");
     assert!(deaths.iter().any(|d| d["args"]["cause"] == "timeout"), "{deaths:?}");
     assert_eq!(events.iter().filter(|e| e["name"] == "timeout").count(), 1);
-    let crashed = events.iter().find(|e| e["cat"] == "task" && e["args"]["failed"].is_string()).expect("a failed span");
-    assert!(crashed["name"].as_str().unwrap().ends_with("Crash"), "{crashed}");
+    // The tasks whose workers died have spans too, marked `failed`: the crash and the timeout.
+    let failed: Vec<&str> = events
+        .iter()
+        .filter(|e| e["cat"] == "task" && e["args"]["failed"].is_string())
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed.iter().any(|n| n.ends_with("Crash")) && failed.iter().any(|n| n.ends_with("Nap")), "{failed:?}");
     assert!(events.iter().any(|e| e["cat"] == "wait" && e["ph"] == "X"));
     // After finish, nothing more is recorded.
     ex.submit(Square(1)).join().unwrap();

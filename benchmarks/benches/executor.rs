@@ -34,6 +34,11 @@
 //! Python peers: run `python3 /work/shared/bench/peers.py 20000 > peers.txt` (in the same
 //! session) and set `WORKPOOL_BENCH_PEERS=peers.txt`: their figures are added as rows.
 //! `WORKPOOL_BENCH_ONLY=cold,submit,map,long,rss,idle,crash,resident,payload` picks scenarios.
+//! * **timeline**: the cost of recording a timeline, in one process: each run measures `map`
+//!   over `WORKPOOL_BENCH_MAP` tiny tasks and `WORKPOOL_BENCH_TASKS` submitted then joined, once
+//!   with a recording open and once without, alternating which goes first; the ratio is the
+//!   median of the per-run ratios.
+//!
 //! `WORKPOOL_BENCH_TIMELINE=1` records a timeline ([`Executor::record`]) over each measured
 //! run of `submit` and `map` (finished after the clock stopped): the cost of recording.
 //!
@@ -205,6 +210,38 @@ fn main() {
         table.row(&name, &wp, "(procspawn has no map)", &[], fmt_rate);
         table.python(&peers, "loky map_chunksize1", &wp, fmt_rate);
         table.python(&peers, "mp.Pool map_chunksize1", &wp, fmt_rate);
+    }
+
+    // (c2) the cost of recording a timeline, on and off in the same run.
+    if selected("timeline") {
+        let (mut map_on, mut map_off, mut sub_on, mut sub_off) = (vec![], vec![], vec![], vec![]);
+        let map_rate = |on: bool| {
+            let recording = on.then(|| ex.record());
+            let start = Instant::now();
+            let sum = ex.map((0..map_tasks as u64).map(Tiny)).map(|r| r.expect("tiny")).fold(0, u64::wrapping_add);
+            let rate = map_tasks as f64 / start.elapsed().as_secs_f64();
+            assert_eq!(sum, (0..map_tasks as u64).map(tiny).fold(0, u64::wrapping_add));
+            finish(recording, if on { map_tasks } else { 0 });
+            rate
+        };
+        let submit_rate = |on: bool| {
+            let recording = on.then(|| ex.record());
+            let rate = tasks as f64 / windowed_workpool(&ex, tasks, tasks).as_secs_f64();
+            finish(recording, if on { tasks } else { 0 });
+            rate
+        };
+        for run in 0..runs {
+            let (on, off) = alternate(run, || map_rate(true), || map_rate(false));
+            map_on.push(on);
+            map_off.push(off);
+            let (on, off) = alternate(run, || submit_rate(true), || submit_rate(false));
+            sub_on.push(on);
+            sub_off.push(off);
+        }
+        let name = format!("Executor::map over {map_tasks} tiny tasks, timeline recorded, tasks/s");
+        table.row(&name, &map_on, "not recorded, same runs", &map_off, fmt_rate);
+        let name = format!("{tasks} tiny tasks, submit all then join, timeline recorded, tasks/s");
+        table.row(&name, &sub_on, "not recorded, same runs", &sub_off, fmt_rate);
     }
 
     // (d) resident memory of the workers.

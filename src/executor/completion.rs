@@ -342,7 +342,7 @@ impl Completion {
     /// Blocks until done (or `deadline`), then takes the outcome.
     pub(crate) fn wait_take(&self, deadline: Option<Instant>) -> Option<Outcome> {
         let _waiting = crate::interrupt::Waiting::enter();
-        let _wait = crate::observe::Wait::begin(self.task);
+        let mut wait = crate::observe::Wait::new(self.task);
         let mut state = self.state.lock();
         loop {
             match std::mem::replace(&mut *state, State::Taken) {
@@ -350,6 +350,7 @@ impl Completion {
                 State::Taken => panic!("a task's outcome was taken twice"),
                 other => *state = other,
             }
+            wait.blocks();
             match deadline {
                 None => self.condvar.wait(&mut state),
                 Some(deadline) => {

@@ -132,21 +132,33 @@ fn thread_number() -> u64 {
 }
 
 /// A caller waiting for a result (a `join`, a `Parallel` run's next batch), recorded on the
-/// caller's track when it ends, while a recording is open.
-pub(crate) struct Wait(Option<(&'static str, Instant)>);
+/// caller's track when it ends, while a recording is open, and only if it really blocked: a
+/// `join` of a finished task costs nothing (most of `map`'s joins, on tiny tasks).
+pub(crate) struct Wait {
+    name: &'static str,
+    /// When it began to block (None: it did not, or nothing is being recorded).
+    start: Option<Instant>,
+}
 
 impl Wait {
-    /// Begins a wait for `name` (a task type).
-    pub(crate) fn begin(name: &'static str) -> Self {
-        Wait(recording_anywhere().then(|| (name, Instant::now())))
+    /// A possible wait for `name` (a task type); it begins with [`Wait::blocks`].
+    pub(crate) fn new(name: &'static str) -> Self {
+        Wait { name, start: None }
+    }
+
+    /// The caller is about to block: the wait starts now (once; while a recording is open).
+    pub(crate) fn blocks(&mut self) {
+        if self.start.is_none() && recording_anywhere() {
+            self.start = Some(Instant::now());
+        }
     }
 }
 
 impl Drop for Wait {
     fn drop(&mut self) {
-        if let Some((name, start)) = self.0.take() {
+        if let Some(start) = self.start.take() {
             let end = Instant::now();
-            GLOBAL.lock().push(Global::Wait { thread: thread_number(), name, start, end });
+            GLOBAL.lock().push(Global::Wait { thread: thread_number(), name: self.name, start, end });
         }
     }
 }

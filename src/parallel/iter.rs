@@ -137,7 +137,8 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
 
     /// Waits for the next finished batch; its outputs, or the error that ends the run.
     fn collect_one(&mut self, pool: &Pool) -> Result<(usize, Vec<T::Output>), TaskError> {
-        let wait = crate::observe::Wait::begin(std::any::type_name::<T>());
+        let mut wait = crate::observe::Wait::new(std::any::type_name::<T>());
+        wait.blocks();
         let tag = loop {
             // The iterator holds a sender itself, so the channel never disconnects: an error
             // here is a timeout, the moment to look for a Ctrl-C that threads cannot see.
