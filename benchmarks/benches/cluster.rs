@@ -13,6 +13,11 @@
 //! `crash`, and its encryption to nothing: the link does not run through ssh). Medians over
 //! `WORKPOOL_BENCH_RUNS` runs (default 5); `WORKPOOL_BENCH_ONLY=local` or `loopback` picks one row.
 //!
+//! With `WORKPOOL_SSH_PORT` set (and `WORKPOOL_SSH_IDENTITY`, `WORKPOOL_SSH_OPTIONS` as for
+//! `examples/cluster.rs`), a third row runs the same over `Launcher::ssh(["127.0.0.1"])`, and
+//! the line after the table gives ssh's own start (`ssh ... 127.0.0.1 true`, median) to compare
+//! the crash → next result with.
+//!
 //! Run: `cargo bench -p workpool-benchmarks --bench cluster`
 
 use serde::{Deserialize, Serialize};
@@ -55,9 +60,43 @@ impl Task for Crash {
 }
 workpool::register!(Crash);
 
-fn executor(remote: bool, workers: usize) -> Executor {
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Local,
+    Loopback,
+    Ssh,
+}
+
+/// The ssh options from the environment, as `-o` arguments and as launcher options.
+fn ssh_setup() -> Option<(u16, Vec<String>)> {
+    let port = std::env::var("WORKPOOL_SSH_PORT").ok()?.parse().ok()?;
+    let mut args = Vec::new();
+    if let Ok(identity) = std::env::var("WORKPOOL_SSH_IDENTITY") {
+        args.extend(["-i".to_string(), identity]);
+    }
+    for option in std::env::var("WORKPOOL_SSH_OPTIONS").unwrap_or_default().split_whitespace() {
+        args.extend(["-o".to_string(), option.to_string()]);
+    }
+    Some((port, args))
+}
+
+fn executor(kind: Kind, workers: usize) -> Executor {
     let builder = Executor::builder().workers(workers);
-    let builder = if remote { builder.launcher(Launcher::command(["env", "-i", "{command}"])) } else { builder };
+    let builder = match kind {
+        Kind::Local => builder,
+        Kind::Loopback => builder.launcher(Launcher::command(["env", "-i", "{command}"])),
+        Kind::Ssh => {
+            let (port, args) = ssh_setup().expect("WORKPOOL_SSH_PORT");
+            let mut launcher = Launcher::ssh(["127.0.0.1"]).port(port);
+            for pair in args.chunks(2) {
+                launcher = match pair[0].as_str() {
+                    "-i" => launcher.identity_file(&pair[1]),
+                    _ => launcher.ssh_option(&pair[1]),
+                };
+            }
+            builder.launcher(launcher)
+        }
+    };
     builder.build().unwrap()
 }
 
@@ -70,7 +109,11 @@ fn main() {
     let tasks = env_usize("WORKPOOL_BENCH_TASKS", 100_000);
     let mib = env_usize("WORKPOOL_BENCH_MIB", 100);
     println!("{:<8} {:>16} {:>16} {:>16} {:>16}", "", "tiny tasks/s", "payload MiB/s", "crash → next", "start");
-    for (name, remote) in [("local", false), ("loopback", true)] {
+    let mut rows = vec![("local", Kind::Local), ("loopback", Kind::Loopback)];
+    if ssh_setup().is_some() {
+        rows.push(("ssh", Kind::Ssh));
+    }
+    for (name, remote) in rows {
         if !selected(name) {
             continue;
         }
@@ -105,5 +148,20 @@ fn main() {
             ms(&crash),
             ms(&start)
         );
+    }
+    if let Some((port, args)) = ssh_setup() {
+        let mut start = Vec::new();
+        for _ in 0..runs {
+            let clock = Instant::now();
+            let status = std::process::Command::new("ssh")
+                .args(["-o", "BatchMode=yes", "-p", &port.to_string()])
+                .args(&args)
+                .args(["127.0.0.1", "true"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            start.push(clock.elapsed().as_secs_f64());
+        }
+        println!("ssh's own start (ssh 127.0.0.1 true): {:.1} ms", median(&start) * 1e3);
     }
 }
