@@ -3,7 +3,7 @@ benches/cluster.rs: tiny-task throughput (client.map + gather), a 100 MiB round 
 time from a crashed task (os.abort in the worker) to the next result. Medians of RUNS runs.
 
     pip install distributed
-    python3 benches/dask_peer.py [TASKS=20000] [RUNS=5]
+    python3 benchmarks/benches/dask_peer.py [TASKS=20000] [RUNS=5]
 """
 
 import os
