@@ -337,3 +337,58 @@ fn map_stream_yields_in_input_order_with_a_bounded_window() {
     }));
     assert_eq!(got, (0..2_000u64).map(|n| n * n).collect::<Vec<_>>());
 }
+
+// ===== Parallel::iter / iter_unordered as a Stream =====
+
+/// Polls `stream` to its end on this thread (parking while it is pending); the items, and how
+/// many polls returned `Pending` (a stream that never did so might be blocking in `poll_next`).
+fn drain<S: futures_core::Stream + Unpin>(mut stream: S) -> (Vec<S::Item>, usize) {
+    let mut items = Vec::new();
+    let mut pending = 0;
+    block_on(std::future::poll_fn(|cx| loop {
+        match futures_core::Stream::poll_next(Pin::new(&mut stream), cx) {
+            Poll::Ready(Some(item)) => items.push(item),
+            Poll::Ready(None) => return Poll::Ready(()),
+            Poll::Pending => {
+                pending += 1;
+                return Poll::Pending;
+            }
+        }
+    }));
+    (items, pending)
+}
+
+#[test]
+fn a_parallel_run_is_a_stream_in_order_and_unordered_on_both_backends() {
+    let squares: Vec<u64> = (0..300u64).map(|n| n * n).collect();
+    for backend in [workpool::Backend::Processes, workpool::Backend::Threads] {
+        let parallel = match backend {
+            workpool::Backend::Processes => workpool::Parallel::new().executor(executor(2)),
+            workpool::Backend::Threads => workpool::Parallel::new().backend(backend).n_jobs(2),
+        };
+        let (ordered, pending) = drain(parallel.iter((0..300).map(Square)));
+        let ordered: Vec<u64> = ordered.into_iter().map(Result::unwrap).collect();
+        assert_eq!(ordered, squares, "{backend:?}: in input order");
+        assert!(pending > 0, "{backend:?}: the stream waited for batches without blocking in poll_next");
+        let (unordered, _) = drain(parallel.iter_unordered((0..300).map(Square)));
+        let mut unordered: Vec<u64> = unordered.into_iter().map(Result::unwrap).collect();
+        unordered.sort_unstable();
+        assert_eq!(unordered, squares, "{backend:?}: every output once");
+    }
+}
+
+#[test]
+fn a_parallel_stream_ends_with_the_first_error_and_lets_the_runtime_run_meanwhile() {
+    let parallel = workpool::Parallel::new().executor(executor(2)).batch_size(1);
+    let started = Instant::now();
+    let (items, pending) = drain(parallel.iter([Nap(300), Nap(1)]));
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(Result::is_ok));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(pending > 0, "a 300 ms task was awaited, not waited for in poll_next");
+    // A crash ends the run with its error; the task behind it is not yielded.
+    let (items, _) =
+        drain(workpool::Parallel::new().executor(executor(1)).batch_size(1).iter([Crash::Abort, Crash::Abort]));
+    assert_eq!(items.len(), 1, "the first error ends the run");
+    assert!(items[0].as_ref().unwrap_err().is_worker_death());
+}

@@ -34,8 +34,45 @@ pub(crate) type Outcome = Result<crate::bytes::Encoded, TaskError>;
 /// Who to tell, and with which tag, when an outcome lands (unordered iteration over many
 /// completions: `Parallel`).
 pub(crate) struct Notify {
-    pub(crate) sender: Sender<usize>,
+    pub(crate) sender: Announce,
     pub(crate) tag: usize,
+}
+
+/// Where finished batches announce their tag: a channel for a consumer that blocks, and the
+/// waker of one that polls (a `ParallelIter` used as a `Stream`).
+///
+/// No lost wake-up: [`send`](Announce::send) queues the tag, then takes the waker; a poller
+/// registers its waker, then looks at the channel. Both steps of each side are ordered by the
+/// waker's mutex, so a tag sent after the poller looked finds the waker, and one sent before
+/// is in the channel when it looks.
+#[derive(Clone)]
+pub(crate) struct Announce {
+    sender: Sender<usize>,
+    waker: Arc<Mutex<Option<Waker>>>,
+}
+
+impl Announce {
+    /// A channel and its announcer.
+    pub(crate) fn channel() -> (Announce, std::sync::mpsc::Receiver<usize>) {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        (Announce { sender, waker: Arc::new(Mutex::new(None)) }, receiver)
+    }
+
+    /// Announces `tag` (a batch that finished) and wakes the poller, if one waits.
+    pub(crate) fn send(&self, tag: usize) {
+        let _ = self.sender.send(tag);
+        if let Some(waker) = self.waker.lock().take() {
+            waker.wake();
+        }
+    }
+
+    /// The poller's side: wake `waker` on the next announcement (call before looking).
+    pub(crate) fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
 }
 
 /// Which feeder has the task (its doorbell), and whether it was killed there.
@@ -175,7 +212,7 @@ impl Completion {
             waker.wake();
         }
         if let Some(notify) = &self.notify {
-            let _ = notify.sender.send(notify.tag);
+            notify.sender.send(notify.tag);
         }
     }
 

@@ -36,7 +36,7 @@ mod shutdown;
 pub(crate) use batch::Batch;
 pub use builder::{ExecutorBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 pub use completed::{as_completed, AsCompleted, MapStream};
-pub(crate) use completion::Notify;
+pub(crate) use completion::{Announce, Notify};
 pub use handle::{KillOnDrop, TaskHandle};
 pub use map::Map;
 #[cfg(feature = "ctrlc")]

@@ -16,15 +16,18 @@ use super::runner::{run_batch, Pending, Pool, Runner};
 use super::sizer::Sizer;
 use super::Parallel;
 use crate::error::{ErrorKind, TaskError};
+use crate::executor::Announce;
 use crate::interrupt;
 use crate::observe::ParallelCounter;
 use crate::task::Task;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::iter::Fuse;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Batches in flight per job.
@@ -65,7 +68,7 @@ pub struct ParallelIter<T: Task, I> {
     /// Finished batches waiting for their turn (ordered), or to be yielded (unordered).
     ready: BTreeMap<usize, VecDeque<T::Output>>,
     /// Finished batches announce their tag here (senders live in the batches).
-    tx: Sender<usize>,
+    tx: Announce,
     rx: Receiver<usize>,
     /// Raised when the run ends: thread batches not yet begun skip their work.
     abort: Arc<AtomicBool>,
@@ -91,7 +94,7 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
         let jobs = options.effective_n_jobs();
         let (lower, upper) = input.size_hint();
         let remaining = (Some(lower) == upper).then_some(lower);
-        let (tx, rx) = channel();
+        let (tx, rx) = Announce::channel();
         ParallelIter {
             input: input.fuse(),
             runner: Runner::choose(options, jobs),
@@ -150,13 +153,18 @@ impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
             }
         };
         drop(wait);
+        Ok((tag, self.finish_batch(tag)?))
+    }
+
+    /// The outputs of the batch whose tag was announced, accounted for.
+    fn finish_batch(&mut self, tag: usize) -> Result<Vec<T::Output>, TaskError> {
         let pending = self.pending.remove(&tag).expect("a batch we dispatched");
         let (outputs, elapsed) = pending.take();
         let outputs = outputs?;
         self.counter.finished(outputs.len(), elapsed);
         self.sizer.record(outputs.len(), elapsed);
         self.progress.advance(outputs.len());
-        Ok((tag, outputs))
+        Ok(outputs)
     }
 
     fn interrupted(&self) -> bool {
@@ -255,6 +263,105 @@ impl<T: Task, I: Iterator<Item = T>> Iterator for ParallelIter<T, I> {
         };
         self.runner = runner;
         next
+    }
+}
+
+/// The async form of [`Parallel::iter`](crate::Parallel::iter) and
+/// [`iter_unordered`](crate::Parallel::iter_unordered): the same run, with the same bounded
+/// window and order, polled instead of waited for. Polling never blocks on a worker: it
+/// registers the task's waker with the batches in flight, and a finished batch wakes it. (It
+/// reads the input iterator when the window has room, and with `n_jobs(1)` runs each task
+/// inline in `poll_next`, as `iter` runs them in `next`.)
+///
+/// Awaiting a run does not count as waiting for Ctrl-C's purposes (see
+/// [`handle_ctrl_c`](crate::handle_ctrl_c)): a Ctrl-C still ends an async program that does not
+/// await [`ctrl_c`](crate::ctrl_c).
+///
+/// ```no_run
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+/// use futures_core::Stream;
+/// use workpool::Parallel;
+///
+/// #[workpool::task]
+/// fn square(n: u64) -> u64 {
+///     n * n
+/// }
+///
+/// async fn total() -> u64 {
+///     let mut run = Parallel::new().iter((0..1000).map(|n| Square { n }));
+///     let mut sum = 0;
+///     // `StreamExt::next` from futures or tokio-stream does the same.
+///     while let Some(square) = poll_fn(|cx| Pin::new(&mut run).poll_next(cx)).await {
+///         sum += square.unwrap();
+///     }
+///     sum
+/// }
+/// ```
+impl<T: Task, I: Iterator<Item = T> + Unpin> futures_core::Stream for ParallelIter<T, I> {
+    type Item = Result<T::Output, TaskError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(output) = this.pop_ready() {
+            return Poll::Ready(Some(Ok(output)));
+        }
+        let runner = std::mem::replace(&mut this.runner, Runner::Inline);
+        let next = match &runner {
+            Runner::Inline => Poll::Ready(this.next_inline()),
+            Runner::Pool(pool) => this.poll_pooled(pool, cx),
+            Runner::Unavailable(message) => {
+                this.stop();
+                let kind = ErrorKind::Spawn { message: message.clone() };
+                Poll::Ready(Some(Err(TaskError::new(kind, std::any::type_name::<T>()))))
+            }
+        };
+        this.runner = runner;
+        next
+    }
+}
+
+impl<T: Task, I: Iterator<Item = T>> ParallelIter<T, I> {
+    /// [`next_pooled`](Self::next_pooled) without blocking: `Pending` (with the waker
+    /// registered) until a batch in flight finishes.
+    fn poll_pooled(&mut self, pool: &Pool, cx: &mut Context<'_>) -> Poll<Option<Result<T::Output, TaskError>>> {
+        loop {
+            if let Some(output) = self.pop_ready() {
+                return Poll::Ready(Some(Ok(output)));
+            }
+            self.top_up(pool);
+            if self.pending.is_empty() {
+                self.progress.finish();
+                if self.ready.is_empty() {
+                    self.stop();
+                    return Poll::Ready(None);
+                }
+                continue;
+            }
+            if self.interrupted() && pool.is_threads() {
+                self.stop();
+                return Poll::Ready(Some(Err(TaskError::new(ErrorKind::Interrupted, std::any::type_name::<T>()))));
+            }
+            // Register first, then look: a batch that finishes in between wakes us.
+            self.tx.register(cx.waker());
+            let tag = match self.rx.try_recv() {
+                Ok(tag) => tag,
+                Err(TryRecvError::Empty) => return Poll::Pending,
+                Err(TryRecvError::Disconnected) => unreachable!("the iterator holds a sender itself"),
+            };
+            match self.finish_batch(tag) {
+                Ok(outputs) => {
+                    self.ready.insert(tag, outputs.into());
+                }
+                Err(e) => {
+                    self.stop();
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
     }
 }
 

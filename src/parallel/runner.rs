@@ -3,13 +3,12 @@
 
 use super::{Backend, Parallel};
 use crate::error::{ErrorKind, TaskError};
-use crate::executor::{Batch, Executor, Notify};
+use crate::executor::{Announce, Batch, Executor, Notify};
 use crate::task::Task;
 use crate::unwind;
 use crate::ThreadPool;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,7 +80,7 @@ impl Pool {
     pub(crate) fn dispatch<T: Task>(
         &self,
         batch: Vec<T>,
-        sender: &Sender<usize>,
+        sender: &Announce,
         tag: usize,
         abort: &Arc<AtomicBool>,
     ) -> Pending<T::Output> {
@@ -99,7 +98,7 @@ impl Pool {
                         run_batch(batch)
                     };
                     *slot2.lock() = Some(outcome);
-                    let _ = sender.send(tag);
+                    sender.send(tag);
                 });
                 Pending::Thread(slot)
             }
