@@ -129,7 +129,7 @@ fn check_signature(sig: &Signature) -> syn::Result<()> {
              pool thread, with no async runtime; make it a plain `fn` (it may start a runtime and block on it)",
         );
     }
-    if let Some(token) = &sig.unsafety {
+    if let syn::Safety::Unsafe(token) = &sig.safety {
         return refuse(
             token.span,
             "#[workpool::task] cannot take an `unsafe fn`: the task would call it with nobody to uphold its \
@@ -225,7 +225,7 @@ fn owned(ty: &Type, borrow: &str) -> syn::Result<()> {
             "a trait object cannot travel to another process: name a concrete type (an enum of the cases, if \
              there are several)",
         ),
-        Type::BareFn(_) => refuse(
+        Type::FnPtr(_) => refuse(
             "a function pointer cannot travel to another process (its address means nothing there): pass data \
              that says what to call, such as an enum",
         ),
