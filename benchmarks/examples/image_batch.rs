@@ -2,7 +2,7 @@
 //! one process, with the speed-up and Amdahl's estimate of the serial fraction of the run.
 //!
 //! ```text
-//! cargo run --release --example image_batch
+//! cargo run --release -p workpool-benchmarks --example image_batch
 //! ```
 //!
 //! Two ways to feed the workers, same work and same results:
