@@ -114,6 +114,14 @@ pub fn ctrl_c() -> Result<CtrlC, BuildError> {
 }
 
 /// The future of [`ctrl_c`].
+///
+/// ```no_run
+/// # async fn serve(ex: workpool::Executor) {
+/// let stop: workpool::CtrlC = workpool::ctrl_c().expect("no other Ctrl-C handler");
+/// stop.await; // the first Ctrl-C from now on
+/// ex.shutdown_async(workpool::Shutdown::CancelQueued).await;
+/// # }
+/// ```
 #[must_use = "a Ctrl-C future does nothing unless awaited"]
 pub struct CtrlC {
     id: u64,

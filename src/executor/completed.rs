@@ -102,6 +102,22 @@ where
 }
 
 /// The iterator (and stream) of [`as_completed`].
+///
+/// ```no_run
+/// #[workpool::task]
+/// fn nap(ms: u64) -> u64 {
+///     std::thread::sleep(std::time::Duration::from_millis(ms));
+///     ms
+/// }
+///
+/// fn main() {
+///     workpool::init();
+///     let ex = workpool::Executor::builder().workers(3).build().unwrap();
+///     let handles = [300, 10, 100].map(|ms| ex.submit(Nap { ms }));
+///     let order: Vec<usize> = workpool::as_completed(handles).map(|(index, _result)| index).collect();
+///     assert_eq!(order, [1, 2, 0]); // fastest first
+/// }
+/// ```
 #[must_use = "iterators are lazy: the results are only seen by consuming it"]
 pub struct AsCompleted<O> {
     handles: Vec<Option<TaskHandle<O>>>,
@@ -118,6 +134,23 @@ impl<O> fmt::Debug for AsCompleted<O> {
 
 impl<O: DeserializeOwned> AsCompleted<O> {
     /// Handles not yet yielded.
+    ///
+    /// ```no_run
+    /// #[workpool::task]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = workpool::Executor::builder().workers(2).build().unwrap();
+    ///     let mut done = workpool::as_completed((0..4).map(|_| ex.submit(Nap { ms: 10 })));
+    ///     assert_eq!(done.remaining(), 4);
+    ///     done.next();
+    ///     assert_eq!(done.remaining(), 3);
+    /// }
+    /// ```
     pub fn remaining(&self) -> usize {
         self.left
     }
@@ -216,6 +249,27 @@ impl<O> Unpin for AsCompleted<O> {}
 
 /// The stream returned by [`Executor::map_stream`]: results in input order, with the bounded
 /// window of [`Executor::map`]. Dropping it cancels what has not started.
+///
+/// ```no_run
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+/// use futures_core::Stream;
+///
+/// #[workpool::task]
+/// fn square(n: u64) -> u64 {
+///     n * n
+/// }
+///
+/// async fn sum(ex: workpool::Executor) -> u64 {
+///     let mut stream = ex.map_stream((0..1000).map(|n| Square { n }));
+///     let mut total = 0;
+///     // `StreamExt::next` from futures or tokio-stream does the same.
+///     while let Some(result) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+///         total += result.unwrap();
+///     }
+///     total
+/// }
+/// ```
 #[must_use = "streams are lazy: nothing is submitted until the stream is polled"]
 pub struct MapStream<O, I> {
     executor: Executor,

@@ -265,6 +265,21 @@ impl<O> TaskHandle<O> {
 
 /// A [`TaskHandle`] that kills its task when dropped unfinished; see
 /// [`TaskHandle::kill_on_drop`]. Awaiting it gives the task's result, as the handle would.
+///
+/// ```no_run
+/// #[workpool::task]
+/// fn nap(ms: u64) -> u64 {
+///     std::thread::sleep(std::time::Duration::from_millis(ms));
+///     ms
+/// }
+///
+/// async fn handler(ex: workpool::Executor) -> Result<u64, workpool::TaskError> {
+///     let guarded: workpool::KillOnDrop<u64> = ex.submit(Nap { ms: 60_000 }).kill_on_drop();
+///     // If this future is dropped before the task ends (the client went away, a timeout won a
+///     // `select!`), the guard goes with it and the task's worker is killed.
+///     guarded.await
+/// }
+/// ```
 #[must_use = "dropping the guard kills the task"]
 pub struct KillOnDrop<O> {
     /// `None` only after `into_inner`.
@@ -279,11 +294,43 @@ impl<O> fmt::Debug for KillOnDrop<O> {
 
 impl<O> KillOnDrop<O> {
     /// The handle, with the guard disarmed (dropping it lets the task run on).
+    ///
+    /// ```no_run
+    /// #[workpool::task]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = workpool::Executor::builder().build().unwrap();
+    ///     let guarded = ex.submit(Nap { ms: 50 }).kill_on_drop();
+    ///     let handle = guarded.into_inner(); // no longer killed on drop
+    ///     assert_eq!(handle.join().unwrap(), 50);
+    /// }
+    /// ```
     pub fn into_inner(mut self) -> TaskHandle<O> {
         self.handle.take().expect("present until into_inner")
     }
 
     /// The guarded handle ([`kill`](TaskHandle::kill), [`pid`](TaskHandle::pid), …).
+    ///
+    /// ```no_run
+    /// #[workpool::task]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = workpool::Executor::builder().build().unwrap();
+    ///     let guarded = ex.submit(Nap { ms: 50 }).kill_on_drop();
+    ///     std::thread::sleep(std::time::Duration::from_millis(20));
+    ///     println!("running in worker {:?}", guarded.handle().pid());
+    /// }
+    /// ```
     pub fn handle(&self) -> &TaskHandle<O> {
         self.handle.as_ref().expect("present until into_inner")
     }

@@ -21,6 +21,14 @@ struct Done {
 
 /// The future of [`Executor::shutdown_async`](super::Executor::shutdown_async): ready once
 /// every worker process of the executor has exited and been reaped.
+///
+/// ```no_run
+/// # async fn stop(ex: workpool::Executor) {
+/// let stopping: workpool::ShuttingDown = ex.shutdown_async(workpool::Shutdown::Wait);
+/// // … the runtime keeps serving other tasks meanwhile …
+/// stopping.await; // every worker process has exited and been reaped
+/// # }
+/// ```
 #[must_use = "the shutdown runs anyway; await it to know when the workers are gone"]
 pub struct ShuttingDown {
     done: Arc<Done>,

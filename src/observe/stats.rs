@@ -106,6 +106,15 @@ impl SlotCounters {
 }
 
 /// Worker deaths by cause (see [`SlotStats::deaths`]).
+///
+/// ```no_run
+/// # fn main() {
+/// # workpool::init();
+/// let ex = workpool::Executor::builder().build().unwrap();
+/// let deaths: workpool::Deaths = ex.stats().total.deaths;
+/// println!("{} crashes, {} timeouts, {} in all", deaths.signal, deaths.timeout, deaths.total());
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Deaths {
@@ -146,6 +155,16 @@ impl Deaths {
 }
 
 /// Where one worker slot's time went, and what crossed its socket (see [`ExecutorStats`]).
+///
+/// ```no_run
+/// # fn main() {
+/// # workpool::init();
+/// let ex = workpool::Executor::builder().workers(2).build().unwrap();
+/// for (slot, s) in ex.stats().slots.iter().enumerate() {
+///     println!("slot {slot}: {} tasks, busy {:?}, idle {:?}, starting {:?}", s.tasks_run, s.busy, s.idle, s.starting);
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SlotStats {
@@ -234,6 +253,15 @@ impl ExecutorStats {
 
     /// Busy time over what the slots could have done since the executor was built:
     /// `total.busy / (uptime × slots)`, from 0 to 1.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().build().unwrap();
+    /// // … work …
+    /// println!("the workers were busy {:.0} % of the time", 100.0 * ex.stats().efficiency());
+    /// # }
+    /// ```
     pub fn efficiency(&self) -> f64 {
         efficiency(self.total.busy, self.uptime, self.slots.len())
     }

@@ -231,6 +231,17 @@ impl Recording {
     /// Stops recording and returns what was recorded since [`Executor::record`](crate::Executor::record).
     ///
     /// Events of tasks still running are not in it (a span is recorded when its task ends).
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().build().unwrap();
+    /// let recording = ex.record();
+    /// // … submit, map …
+    /// let timeline = recording.finish();
+    /// println!("{} tasks in {:?}", timeline.tasks(), timeline.duration());
+    /// # }
+    /// ```
     pub fn finish(mut self) -> Timeline {
         let end = Instant::now();
         let since = self.start;
@@ -313,11 +324,37 @@ pub struct Timeline {
 
 impl Timeline {
     /// How long the recording was open.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().build().unwrap();
+    /// let recording = ex.record();
+    /// std::thread::sleep(std::time::Duration::from_millis(10));
+    /// assert!(recording.finish().duration() >= std::time::Duration::from_millis(10));
+    /// # }
+    /// ```
     pub fn duration(&self) -> Duration {
         self.end - self.start
     }
 
     /// Task spans recorded (finished tasks and tasks whose worker died), over every slot.
+    ///
+    /// ```no_run
+    /// #[workpool::task]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let ex = workpool::Executor::builder().build().unwrap();
+    ///     let recording = ex.record();
+    ///     ex.submit(Nap { ms: 1 }).join().unwrap();
+    ///     assert_eq!(recording.finish().tasks(), 1);
+    /// }
+    /// ```
     pub fn tasks(&self) -> usize {
         self.slots.iter().flatten().filter(|e| matches!(e, Event::Task { .. })).count()
     }
@@ -325,6 +362,17 @@ impl Timeline {
     /// The Chrome trace-event JSON of the recording (see the module docs of `timeline.rs` for
     /// its layout): `{"traceEvents": [...], "displayTimeUnit": "ms"}`, times in µs from the start
     /// of the recording.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().build().unwrap();
+    /// let recording = ex.record();
+    /// // … work …
+    /// let json = recording.finish().to_chrome_json();
+    /// assert!(json.starts_with("{") && json.contains("traceEvents"));
+    /// # }
+    /// ```
     pub fn to_chrome_json(&self) -> String {
         let pid = std::process::id();
         let us = |t: Instant| t.saturating_duration_since(self.start).as_nanos() as f64 / 1000.0;
@@ -365,6 +413,17 @@ impl Timeline {
     ///
     /// # Errors
     /// When the file cannot be created or written.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # workpool::init();
+    /// let ex = workpool::Executor::builder().build().unwrap();
+    /// let recording = ex.record();
+    /// // … work …
+    /// recording.finish().write_chrome_json("timeline.json").expect("a writable folder");
+    /// // Open timeline.json in https://ui.perfetto.dev or chrome://tracing.
+    /// # }
+    /// ```
     pub fn write_chrome_json(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
         std::fs::write(path, self.to_chrome_json())
     }
