@@ -152,9 +152,21 @@ fn interrupt_start_program() {
         let handle = ex.submit(Nap(3_000));
         std::thread::sleep(Duration::from_micros(300 * (round % 5)));
         let start = Instant::now();
-        // What the terminal does on Ctrl-C; a thread is waiting below (join), so it interrupts.
-        let ctrl_c = std::thread::spawn(|| {
+        // What the terminal does on Ctrl-C while this thread waits in `join` below: sent once
+        // this thread sleeps (on a loaded machine 1 ms may pass before it reaches `join`, and a
+        // Ctrl-C with nobody waiting exits the program, as it should).
+        let waiter = unsafe { libc::gettid() };
+        let ctrl_c = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(1));
+            let stat = format!("/proc/self/task/{waiter}/stat");
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                let state = std::fs::read_to_string(&stat).unwrap_or_default();
+                if state.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S')) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
             unsafe { libc::kill(std::process::id() as i32, libc::SIGINT) };
         });
         let err = handle.join().expect_err("interrupted");
