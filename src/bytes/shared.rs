@@ -85,7 +85,7 @@ pub(crate) const KEEP_FOR: u64 = 32;
 ///     let ex = Executor::builder().workers(2).build().unwrap();
 ///     let table = Shared::new((0..1_000_000u64).collect::<Vec<_>>());
 ///     let sum: u64 = ex.map((0..100).map(|i| Lookup { table: table.clone(), i })).map(Result::unwrap).sum();
-///     assert_eq!(sum, (0..100).sum());
+///     assert_eq!(sum, (0..100u64).sum::<u64>());
 /// }
 /// ```
 pub struct Shared<T>(Arc<Inner<T>>);
