@@ -58,6 +58,11 @@ pub(crate) const KEEP_FOR: u64 = 32;
 /// A `Bytes` or a `Shared` inside the value of a `Shared<T>` (other than `Shared<Bytes>`) is
 /// copied into the segment and copied again when a worker decodes the value.
 ///
+/// Only worker processes cache: a `Shared` a task returns is decoded by the parent each time
+/// it arrives. Pages of a cached `Shared<Bytes>` that a worker has read count in its resident
+/// size (they are shared, not copied), so a `max_worker_memory` below the dataset's size retires
+/// the worker after each task.
+///
 /// # Examples
 /// ```
 /// use workpool::{Bytes, Shared};
