@@ -203,7 +203,7 @@ mod test_support;
 mod thread_pool;
 mod unwind;
 
-pub use bytes::Bytes;
+pub use bytes::{shared_values_cached, Bytes, Shared};
 pub use cpu::cpu_count;
 #[cfg(feature = "ctrlc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ctrlc")))]

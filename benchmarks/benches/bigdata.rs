@@ -16,6 +16,9 @@
 //! * **Bytes read by 100 tasks**: one `WORKPOOL_BENCH_SHARED_MIB` (default 512) MiB `Bytes`
 //!   cloned into 100 tasks on 2 worker processes, each summing one byte per 64 (every cache
 //!   line), against the same 100 tasks on 2 threads sharing an `Arc<Vec<u8>>` (0: skipped).
+//! * **Shared<Bytes> read by 100 tasks**: the same buffer as one `Shared<Bytes>`: each worker
+//!   process maps it once and keeps it (a `Bytes` per task is mapped, and its pages faulted in,
+//!   by every task).
 //!
 //! Run: `cargo bench -p workpool-benchmarks --bench bigdata` (Python's figures, in the same sitting:
 //! `python3 /work/shared/bench/bigdata.py 100`).
@@ -23,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workpool::{Bytes, Executor, Task};
+use workpool::{Bytes, Executor, Shared, Task};
 
 #[derive(Serialize, Deserialize)]
 struct Echo(Bytes);
@@ -60,7 +63,17 @@ impl Task for ReadAll {
     }
 }
 
-workpool::register!(Echo, EchoVec, ReadAll);
+#[derive(Serialize, Deserialize)]
+struct ReadShared(Shared<Bytes>);
+
+impl Task for ReadShared {
+    type Output = u64;
+    fn run(self) -> u64 {
+        read_lines(&self.0)
+    }
+}
+
+workpool::register!(Echo, EchoVec, ReadAll, ReadShared);
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -162,6 +175,12 @@ fn main() {
         let results: Vec<u64> = ex.map((0..tasks).map(|_| ReadAll(shared.clone()))).map(|r| r.expect("read")).collect();
         assert!(results.iter().all(|&r| r == expect));
     });
+    let dataset = Shared::new(Bytes::from(arc.to_vec()));
+    let on_processes_shared = timed(runs, || {
+        let results: Vec<u64> =
+            ex.map((0..tasks).map(|_| ReadShared(dataset.clone()))).map(|r| r.expect("read")).collect();
+        assert!(results.iter().all(|&r| r == expect));
+    });
     let on_threads = timed(runs, || {
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -177,6 +196,11 @@ fn main() {
     });
     println!("\n{tasks} tasks each reading one {shared_mib} MiB buffer (one byte per cache line), 2 workers:");
     println!("  worker processes, Bytes     {:>9.1} ms", on_processes.as_secs_f64() * 1e3);
+    println!("  worker processes, Shared<Bytes> {:>5.1} ms", on_processes_shared.as_secs_f64() * 1e3);
     println!("  threads, Arc<Vec<u8>>       {:>9.1} ms", on_threads.as_secs_f64() * 1e3);
-    println!("  processes / threads: {:.2}×", on_processes.as_secs_f64() / on_threads.as_secs_f64());
+    println!("  processes (Bytes) / threads: {:.2}×", on_processes.as_secs_f64() / on_threads.as_secs_f64());
+    println!(
+        "  processes (Shared<Bytes>) / threads: {:.2}×",
+        on_processes_shared.as_secs_f64() / on_threads.as_secs_f64()
+    );
 }

@@ -24,6 +24,9 @@
 
 pub(crate) mod oob;
 pub(crate) mod segment;
+pub(crate) mod shared;
+
+pub use shared::{shared_values_cached, Shared};
 
 use segment::Segment;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};

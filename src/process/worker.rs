@@ -214,12 +214,15 @@ pub(crate) fn run_one(id: u64, body: wire::TaskBody<'_>, fds: Vec<OwnedFd>, out:
         report(out, out.len(), id, 0, &Done::Unknown);
         return Vec::new();
     };
+    crate::bytes::shared::in_worker();
     let clock = Instant::now();
     // Outputs are appended straight behind the frame's header as the tasks run.
     let start = wire::begin_done_ok(out, id);
     let received = Encoded::new(Vec::new(), fds);
     let (status, segments) =
         received.decode(|_| oob::encoding(oob::worker_out_of_band(), || (entry.run)(body.payload, body.count, out)));
+    // Shared values the last tasks did not use leave this worker's cache.
+    crate::bytes::shared::task_done();
     let elapsed = clock.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
     match &status {
         RunStatus::Ok => match wire::end_done_ok(out, start, elapsed, segments.len()) {
