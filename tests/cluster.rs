@@ -185,3 +185,23 @@ fn bytes_of_any_size_cross_a_remote_link_inline() {
         assert!(back[..] == expected[..], "{len} bytes came back changed");
     }
 }
+
+/// The sum of a shared table, and how many values this worker keeps.
+#[workpool::task]
+fn table_sum(table: workpool::Shared<Vec<u64>>) -> (u64, usize) {
+    (table.iter().sum(), workpool::shared_values_cached())
+}
+
+#[test]
+fn a_shared_value_crosses_a_remote_link_inline() {
+    // No segment can reach a remote worker: the value travels inline with each task, and the
+    // worker still decodes it into its cache.
+    let ex = Executor::builder().launcher(launcher()).workers(1).build().unwrap();
+    let table = workpool::Shared::new((0..100_000u64).collect::<Vec<_>>());
+    let expected: u64 = (0..100_000u64).sum();
+    for _ in 0..3 {
+        let (sum, cached) = ex.submit(TableSum { table: table.clone() }).join().unwrap();
+        assert_eq!(sum, expected);
+        assert_eq!(cached, 1, "the worker keeps the one value it was sent");
+    }
+}
