@@ -12,7 +12,7 @@
 //! task works on threads. The errors name the type and the construct and say what to write
 //! instead ([`explain_encode`], [`explain_decode`]); the `Task` docs list them for users.
 
-use crate::bytes::oob;
+use crate::oob;
 use bincode::error::{DecodeError, EncodeError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -191,6 +191,7 @@ pub mod fuzzing; // Only under cfg(test) or cfg(fuzzing), and doc(hidden): see i
 mod interrupt;
 mod launcher;
 mod observe;
+mod oob;
 mod parallel;
 mod pause;
 mod process;

@@ -349,7 +349,7 @@ fn run_task<T: Task>(payload: &[u8], count: u32, out: &mut Vec<u8>) -> RunStatus
         };
         begin_task();
         // The task's own code runs outside its frame's out-of-band context.
-        let output = match unwind::halt_unwinding(|| crate::bytes::oob::suspend(|| task.run())) {
+        let output = match unwind::halt_unwinding(|| crate::oob::suspend(|| task.run())) {
             Ok(output) => output,
             Err(payload) => {
                 let location = PANIC_LOCATION.with(|l| l.borrow_mut().take()).unwrap_or_default();

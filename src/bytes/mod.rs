@@ -22,8 +22,7 @@
 //! worker reading a large shared buffer may pass `max_worker_memory` and be retired after the
 //! task (the pages themselves are shared, not copied).
 
-pub(crate) mod oob;
-pub(crate) mod segment;
+pub(crate) use crate::oob::{self, segment};
 pub(crate) mod shared;
 
 pub use shared::{shared_values_cached, Shared};

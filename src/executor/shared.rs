@@ -37,7 +37,7 @@ pub(crate) struct Envelope {
     pub(crate) frame: Vec<u8>,
     /// The shared-memory segments its out-of-band `Bytes` travel in, passed with the frame
     /// (kept until the task is done: a task rescheduled after a crash is sent again with them).
-    pub(crate) segments: Vec<Arc<crate::bytes::segment::Segment>>,
+    pub(crate) segments: Vec<Arc<crate::oob::segment::Segment>>,
     pub(crate) completion: Arc<Completion>,
     /// The interrupt epoch ([`crate::interrupt::epoch`]) at submission: a task submitted before a
     /// Ctrl-C is interrupted by it; one submitted after it, never.
@@ -214,7 +214,7 @@ impl Shared {
         let start = wire::task_header(&mut frame, id, entry.key, count);
         // Over a remote link (TCP) no descriptor can travel: every buffer goes inline.
         let out_of_band = self.config.launcher.is_local();
-        let (encoded, segments) = crate::bytes::oob::encoding(out_of_band, || encode(&mut frame));
+        let (encoded, segments) = crate::oob::encoding(out_of_band, || encode(&mut frame));
         if let Err(message) = encoded {
             completion.fail(ErrorKind::Codec { stage: "encoding the argument", message });
             return completion;

@@ -2,7 +2,7 @@
 //! frame being decoded brought.
 //!
 //! The process codec sets it around an encode or a decode (thread-local: serde gives a
-//! `Serialize` impl no other way to reach its caller), [`Bytes`](super::Bytes)'s impls use it:
+//! `Serialize` impl no other way to reach its caller), [`Bytes`](crate::Bytes)'s impls use it:
 //!
 //! * encoding: [`encoding`] collects the segments [`register`] is given, in order; the caller
 //!   passes them beside the frame (SCM_RIGHTS) and the encoded value names each by its index;
@@ -14,7 +14,9 @@
 //! With `encoding(false, ..)` (a transport that cannot pass descriptors, e.g. TCP) every
 //! `Bytes` travels inline in the frame.
 
-use super::segment::Segment;
+pub(crate) mod segment;
+
+use segment::Segment;
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 

@@ -33,7 +33,7 @@
 //! grows its buffer only as bytes actually arrive, so a forged 4 GiB prefix costs nothing.
 //! Anything malformed is a [`WireError`]; the side that sees one treats the peer as broken.
 
-use crate::bytes::oob::MAX_FDS;
+use crate::oob::MAX_FDS;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
@@ -540,7 +540,7 @@ mod tests {
         let mut sent = Vec::new();
         for (id, fds) in [(1u64, 2usize), (2, 0), (3, 1), (4, 0), (5, 3)] {
             let segments: Vec<_> =
-                (0..fds).map(|i| crate::bytes::segment::Segment::create(&[id as u8, i as u8]).unwrap()).collect();
+                (0..fds).map(|i| crate::oob::segment::Segment::create(&[id as u8, i as u8]).unwrap()).collect();
             let mut frame = Vec::new();
             let start = begin_frame(&mut frame, DONE, id);
             frame.extend_from_slice(&vec![id as u8; 100 * id as usize]);

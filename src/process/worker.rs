@@ -12,8 +12,8 @@
 use super::claims::Claims;
 use super::marker;
 use super::wire::{self, Done, FrameReader};
-use crate::bytes::segment::Segment;
 use crate::bytes::{oob, Encoded};
+use crate::oob::segment::Segment;
 use crate::sys;
 use crate::task::{self, RunStatus, PANIC_LOCATION};
 use std::io::ErrorKind;

@@ -80,7 +80,7 @@ fn run() -> io::Result<i32> {
     let worker_marker = Marker { role: Role::Worker, parent: std::process::id(), die_with_parent: true };
     // The worker's channel is relayed over TCP, which carries no descriptors: it sends every
     // `Bytes` inline.
-    let env = [(crate::bytes::oob::INLINE_ONLY_VAR.to_string(), "1".to_string())];
+    let env = [(crate::oob::INLINE_ONLY_VAR.to_string(), "1".to_string())];
     let pid = posix_spawn(&worker_marker, &fds, true, &env)?;
     drop((socket, stdout, stderr, no_ring, theirs, null));
     let pidfd = match sys::pidfd_open(pid) {
