@@ -295,3 +295,41 @@ fn a_panic_in_serde_code_is_a_codec_error_and_the_worker_lives_on() {
     assert!(err.is_codec() && err.to_string().contains("Serialize panicked"), "{err}");
     assert_eq!(ex.submit(Pid).join().unwrap(), before, "the worker lived on");
 }
+
+/// Runs `f` on a thread of its own; its result, or `None` when it took longer than `limit`.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+#[test]
+fn a_window_taken_back_whole_is_cleared_and_shutdown_returns() {
+    // A window of two (the last task took 50 ms), both written to a stopped worker; the kill of
+    // the first takes both back through the claim ring before the worker claimed either. The
+    // worker then skips both without a word: the feeder must forget them at once, or they fill
+    // its window for good (the second task never runs again, shutdown waits forever).
+    let ex = executor(1);
+    ex.submit(Nap(50)).join().unwrap();
+    let pid = ex.workers()[0].pid.unwrap();
+    let _guard = KillOnDrop(vec![pid]);
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let (first, second) = (ex.submit(Square(2)), ex.submit(Square(3)));
+    assert!(wait_until(Duration::from_secs(10), || first.pid().is_some() && second.pid().is_some()));
+    std::thread::sleep(Duration::from_millis(100)); // both frames written
+    assert!(first.kill());
+    std::thread::sleep(Duration::from_millis(100)); // the doorbell answered
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    assert!(first.join().unwrap_err().is_cancelled());
+    let got = within(Duration::from_secs(10), move || second.join());
+    if got.is_none() {
+        // Unsticks the feeder (its tasks run again), so that a failure leaves no process.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let returned = within(Duration::from_secs(10), move || ex.shutdown(Shutdown::Wait)).is_some();
+    assert_eq!(got.expect("the task taken back never ran again").unwrap(), 9);
+    assert!(returned, "shutdown(Wait) did not return");
+    assert!(wait_until(Duration::from_secs(5), || reap_if_ours(pid) || process_gone(pid)));
+}
