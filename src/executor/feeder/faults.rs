@@ -79,10 +79,6 @@ impl Feeder {
             }
         }
         live.held_back = true;
-        // A front taken back whole is forgotten now: the worker skips it without a word, so no
-        // later frame would clear it, and a window of such entries would stay full for good
-        // (its slot takes no more work and never goes idle; shutdown waits on it forever).
-        drop_skipped(&mut live.inflight, &mut live.unsent);
         self.slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
         self.shared.queue.inject_many(again);
         all

@@ -128,10 +128,6 @@ struct Live {
 /// Forgets the tasks at the front of `inflight` that were taken back and are completely
 /// written (`unsent` counts those): the worker skips them without a word, and they were queued
 /// again already.
-///
-/// Called after every change that can put such a task at the front (a result read, frames
-/// written, a take-back, a cancel), so that the front of `inflight` is never a recalled task
-/// whose frame is complete: nothing the worker sends would clear it later.
 fn drop_skipped(inflight: &mut VecDeque<InFlight>, unsent: &mut usize) {
     while *unsent > 0 && inflight.front().is_some_and(|f| f.recalled) {
         inflight.pop_front();
