@@ -295,3 +295,70 @@ fn a_panic_in_serde_code_is_a_codec_error_and_the_worker_lives_on() {
     assert!(err.is_codec() && err.to_string().contains("Serialize panicked"), "{err}");
     assert_eq!(ex.submit(Pid).join().unwrap(), before, "the worker lived on");
 }
+
+/// Runs `f` on a thread of its own; its result, or `None` when it took longer than `limit`.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+#[test]
+fn a_window_taken_back_whole_is_cleared_and_shutdown_returns() {
+    // A window of two (the last task took 50 ms), both written to a stopped worker; the kill of
+    // the first takes both back through the claim ring before the worker claimed either. The
+    // worker then skips both without a word: the feeder must forget them at once, or they fill
+    // its window for good (the second task never runs again, shutdown waits forever).
+    let ex = executor(1);
+    ex.submit(Nap(50)).join().unwrap();
+    let pid = ex.workers()[0].pid.unwrap();
+    let _guard = KillOnDrop(vec![pid]);
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let (first, second) = (ex.submit(Square(2)), ex.submit(Square(3)));
+    assert!(wait_until(Duration::from_secs(10), || first.pid().is_some() && second.pid().is_some()));
+    std::thread::sleep(Duration::from_millis(100)); // both frames written
+    assert!(first.kill());
+    std::thread::sleep(Duration::from_millis(100)); // the doorbell answered
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    assert!(first.join().unwrap_err().is_cancelled());
+    let got = within(Duration::from_secs(10), move || second.join());
+    if got.is_none() {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) }; // unsticks the feeder: its tasks run again
+    }
+    assert_eq!(got.expect("the task taken back never ran again").unwrap(), 9);
+    let returned = within(Duration::from_secs(10), move || ex.shutdown(Shutdown::Wait));
+    if returned.is_none() {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    assert!(returned.is_some(), "shutdown(Wait) did not return");
+    assert!(wait_until(Duration::from_secs(5), || reap_if_ours(pid) || process_gone(pid)));
+}
+
+#[test]
+fn a_stopped_worker_that_owes_answers_only_for_tasks_taken_back_is_killed_at_the_task_timeout() {
+    // As above, but the worker stays stopped: it never says it skipped the two tasks taken
+    // back, so its window stays full. With a task_timeout it is killed as stalled (no task
+    // fails: neither started), and the second task runs on a fresh worker.
+    let ex = Executor::builder().workers(1).task_timeout(Duration::from_secs(1)).build().unwrap();
+    ex.submit(Nap(50)).join().unwrap();
+    let pid = ex.workers()[0].pid.unwrap();
+    let _guard = KillOnDrop(vec![pid]);
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let (first, second) = (ex.submit(Square(2)), ex.submit(Square(3)));
+    assert!(wait_until(Duration::from_secs(10), || first.pid().is_some() && second.pid().is_some()));
+    std::thread::sleep(Duration::from_millis(100)); // both frames written
+    let start = Instant::now();
+    assert!(first.kill());
+    let got = within(Duration::from_secs(10), move || second.join());
+    if got.is_none() {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) }; // unsticks the feeder
+    }
+    assert_eq!(got.expect("the stopped worker held its window past the task timeout").unwrap(), 9);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(first.join().unwrap_err().is_cancelled());
+    assert!(wait_until(Duration::from_secs(5), || reap_if_ours(pid) || process_gone(pid)), "the stopped worker lives on");
+    assert_ne!(ex.workers()[0].pid, Some(pid), "a fresh worker ran the task");
+}

@@ -13,7 +13,7 @@
 //!
 //! * The feeder stores `QUEUED` before it writes the task's frame ([`Claims::offer`]).
 //! * The worker, before it runs the task, swaps `QUEUED` for `CLAIMED` ([`Claims::claim`]); if
-//!   the word says `RECALLED` it skips the task without a word.
+//!   the word says `RECALLED` it skips the task and answers `SKIPPED`, so the feeder forgets it.
 //! * The feeder takes a task back by swapping `QUEUED` for `RECALLED` ([`Claims::recall`]): if
 //!   that succeeds, the worker will never run it, and the task is queued again for any slot at
 //!   once; if it fails, the task has started (and every one before it too).

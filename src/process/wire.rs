@@ -17,6 +17,7 @@
 //! | `HELLO` | from worker | `u32` protocol version, `u64` binary fingerprint, `u32` pid |
 //! | `STARTED` | from worker | — (the worker is about to run task `id`) |
 //! | `DONE` | from worker | `u8` status, `u64` run time in ns, status-specific bytes |
+//! | `SKIPPED` | from worker | — (task `id` was taken back before the worker claimed it: it does not run here) |
 //! | `FAULT` | from worker | `u32` signal, `u64` fault address: written by the worker's signal handler just before it dies of a memory fault in task `id` |
 //!
 //! **Descriptors.** A frame may carry descriptors (the shared-memory segments of out-of-band
@@ -40,8 +41,9 @@ use std::io::{self, Read};
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Protocol version, carried by `HELLO`; bump on any change to this file's formats.
-/// 3: frames may carry descriptors ([`WITH_FDS`]).
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+/// 3: frames may carry descriptors ([`WITH_FDS`]). 4: a worker answers a task it skips
+/// ([`SKIPPED`]).
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 /// Set in a frame's kind when the last byte of its body counts the descriptors passed with it.
 pub(crate) const WITH_FDS: u8 = 0x80;
 /// Descriptors a reader holds for frames not complete yet, at most: more is a broken peer.
@@ -57,6 +59,7 @@ pub(crate) const HELLO: u8 = 10;
 pub(crate) const STARTED: u8 = 11;
 pub(crate) const DONE: u8 = 12;
 pub(crate) const FAULT: u8 = 13;
+pub(crate) const SKIPPED: u8 = 14;
 
 /// The complete `FAULT` frame of task `id` (built on the stack: the worker's signal handler
 /// writes it, and may not allocate).

@@ -3,7 +3,7 @@
 //! A worker is a fork of the fork server (or this same binary started again, with the marker
 //! of `marker.rs` in its environment and its socket on file descriptor 3); `init()` hands it
 //! here and it never returns: it says hello, then reads task frames, claims each one (see
-//! `claims.rs`: a task taken back is skipped), runs it, and writes one `DONE` frame per task
+//! `claims.rs`: a task taken back is skipped, with a `SKIPPED` frame), runs it, and writes one `DONE` frame per task
 //! *before* starting the next one, so a crash can never swallow a finished result. Each task is
 //! announced with a `STARTED` frame (coalesced with the previous `DONE` into one write when the
 //! next task is already buffered): the executor knows exactly which task a dead worker was
@@ -99,9 +99,11 @@ pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
                         return EXIT_PROTOCOL;
                     }
                 };
-                // A task written ahead may have been taken back (see `claims.rs`): skip it,
-                // without a word (the executor has queued it again already).
+                // A task written ahead may have been taken back (see `claims.rs`): skip it (the
+                // executor has queued it again already) and say so, so that the executor
+                // forgets it; the answer goes with the next write, like a DONE.
                 if body.ticket != 0 && claims.as_ref().is_some_and(|c| !c.claim(body.ticket)) {
+                    wire::empty_frame(&mut out, wire::SKIPPED, id);
                     continue;
                 }
                 wire::empty_frame(&mut out, wire::STARTED, id);

@@ -8,15 +8,14 @@ impl Feeder {
     /// slot idles: the front task has been running longer than [`LONG_TASK`],
     /// or the worker has not taken it for [`STALL`] (stopped, or a task ate its input). Each is
     /// taken back through the claim ring, so it runs exactly once wherever it ends up. With a
-    /// `task_timeout`, a worker that does not take its next task within it is killed (no task
-    /// fails: none of them started).
+    /// `task_timeout`, a worker that answers nothing within it, neither taking its next task
+    /// nor skipping one taken back, is killed (no task fails: none of them started).
     pub(super) fn recall_waiting(&mut self) {
         let Some(live) = self.live.as_mut() else { return };
         let now = Instant::now();
-        let front = live.inflight.iter().position(|f| !f.recalled);
-        let front_started = front.is_some_and(|i| live.inflight[i].started);
-        if front.is_some_and(|i| i >= live.unsent) {
-            // The worker cannot take a task whose frame is still being written (a large
+        let front_started = live.inflight.front().is_some_and(|f| f.started);
+        if live.unsent == 0 {
+            // The worker cannot answer for a task whose frame is still being written (a large
             // argument takes a while): it is not stalled, and the wait counts from the end.
             live.front_since = now;
         }
@@ -27,7 +26,7 @@ impl Feeder {
         let waiting = live.inflight.iter().filter(|f| !f.started && !f.recalled).count();
         if !front_started && live.kill.is_none() {
             if let Some(limit) = self.shared.config.task_timeout {
-                if waiting > 0 && now - live.front_since > limit {
+                if !live.inflight.is_empty() && now - live.front_since > limit {
                     live.kill = Some(Kill::Stalled);
                     live.process.kill();
                     self.observe.timed_out(live.process.pid, None);
@@ -131,9 +130,6 @@ impl Feeder {
             }
             let taken_back = !f.started && live.process.claims.recall(f.ticket);
             f.env.completion.answer_cancel(taken_back);
-            if taken_back && live.inflight.iter().position(|f| !f.recalled) == Some(i) {
-                live.front_since = Instant::now(); // the next task is the front now
-            }
             if taken_back && (i > live.unsent || (i == live.unsent && live.offset == 0)) {
                 live.inflight.remove(i);
                 continue;
@@ -141,7 +137,6 @@ impl Feeder {
             live.inflight[i].recalled = taken_back;
             i += 1;
         }
-        drop_skipped(&mut live.inflight, &mut live.unsent);
         self.slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
     }
 

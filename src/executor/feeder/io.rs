@@ -54,13 +54,6 @@ impl Feeder {
 
     /// Writes as many unsent frames as the socket takes.
     pub(super) fn write_some(&mut self) -> std::io::Result<()> {
-        let result = self.write_frames();
-        let live = self.live.as_mut().expect("live");
-        drop_skipped(&mut live.inflight, &mut live.unsent);
-        result
-    }
-
-    pub(super) fn write_frames(&mut self) -> std::io::Result<()> {
         let live = self.live.as_mut().expect("live");
         while live.unsent < live.inflight.len() {
             let mut slices = Vec::with_capacity(MAX_IOVECS);
@@ -122,13 +115,23 @@ impl Feeder {
         let observe = &mut self.observe;
         let live = self.live.as_mut().expect("live");
         while let Some((frame, fds)) = live.reader.next_frame_fds()? {
-            drop_skipped(&mut live.inflight, &mut live.unsent);
-            // A task taken back never matches: its id may be in flight again, as a new entry.
-            let front = live.inflight.front_mut().filter(|f| !f.recalled && f.env.id == frame.id);
+            // Every report is about the first task in flight, in the order they were written: a
+            // task taken back is answered `SKIPPED` (and nothing else), any other one `STARTED`
+            // then `DONE`. (A task's id may be in flight twice: taken back, then sent again.)
+            let skipped = frame.kind == wire::SKIPPED;
+            let front = live.inflight.front_mut().filter(|f| f.recalled == skipped && f.env.id == frame.id);
             let Some(front) = front else {
                 return Err(WireError(format!("frame kind {} for task {} which is not next", frame.kind, frame.id)));
             };
             match frame.kind {
+                wire::SKIPPED if live.unsent > 0 => {
+                    live.inflight.pop_front();
+                    live.unsent -= 1;
+                    // The worker reads its input: the next task is owed from now.
+                    live.front_since = Instant::now();
+                    live.held_back = false;
+                    slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
+                }
                 wire::STARTED if !front.started && live.unsent > 0 => {
                     front.started = true;
                     live.running_since = Some(Instant::now());
@@ -138,7 +141,6 @@ impl Feeder {
                     let (done, elapsed_ns) = wire::parse_done(frame.body)?;
                     let f = live.inflight.pop_front().expect("front exists");
                     live.unsent -= 1;
-                    drop_skipped(&mut live.inflight, &mut live.unsent);
                     live.running_since = None;
                     live.front_since = Instant::now();
                     live.held_back = false;
@@ -146,7 +148,7 @@ impl Feeder {
                     self.avg_ns = if self.avg_ns <= 0.0 { sample } else { 0.8 * self.avg_ns + 0.2 * sample };
                     // Counters first: whoever `join` wakes must see the task counted as done.
                     slot.tasks_run.fetch_add(1, Ordering::SeqCst);
-                    slot.inflight.store(live.inflight.len(), Ordering::SeqCst);
+                    slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
                     let task = (f.env.completion.task(), f.env.id, f.env.frame.len());
                     observe.done(task, elapsed_ns, frame.body.len(), live.front_since, live.inflight.is_empty());
                     f.env.completion.set_elapsed(elapsed_ns);

@@ -88,8 +88,10 @@ struct InFlight {
     started: bool,
     /// Its place in the worker's claim ring.
     ticket: u32,
-    /// Taken back (see `recall`): already queued again elsewhere; its frame is still written
-    /// out (the stream must stay whole) and the worker skips it.
+    /// Taken back (see `take_back`): already queued again elsewhere; its frame is still written
+    /// out (the stream must stay whole), the worker skips it and says so (`SKIPPED`), and only
+    /// then is it forgotten: until then it holds its place in the window, so a worker that
+    /// does not read (stopped, or a task ate its input) is given nothing more.
     recalled: bool,
 }
 
@@ -107,11 +109,13 @@ struct Live {
     sent: u64,
     /// When the task at the front reported STARTED.
     running_since: Option<Instant>,
-    /// When the task at the front became the front (the one the worker should take next).
+    /// Since when the worker owes an answer (`STARTED` or `SKIPPED`) for the first entry of
+    /// `inflight`: when that entry became the first, or, for an empty window, was written.
     front_since: Instant,
     /// The next claim ticket (from 1).
     next_ticket: u32,
-    /// Tasks were taken back from behind the running one: take no more until it is done.
+    /// Tasks were taken back: take no more until the worker answers (a `DONE` of the running
+    /// one, or a `SKIPPED` of one taken back).
     held_back: bool,
     /// The worker's count of tasks begun, when last read (see `check_timers`).
     begun_seen: u64,
@@ -123,16 +127,6 @@ struct Live {
     /// The memory fault the running task's worker reported just before it died (signal, address).
     fault: Option<(u32, u64)>,
     idle_since: Instant,
-}
-
-/// Forgets the tasks at the front of `inflight` that were taken back and are completely
-/// written (`unsent` counts those): the worker skips them without a word, and they were queued
-/// again already.
-fn drop_skipped(inflight: &mut VecDeque<InFlight>, unsent: &mut usize) {
-    while *unsent > 0 && inflight.front().is_some_and(|f| f.recalled) {
-        inflight.pop_front();
-        *unsent -= 1;
-    }
 }
 
 pub(crate) struct Feeder {
@@ -204,12 +198,20 @@ impl Feeder {
     fn fill(&mut self) {
         loop {
             if let Some(live) = &mut self.live {
-                if live.held_back && live.inflight.iter().all(|f| f.recalled) {
-                    live.held_back = false; // nothing of ours is left waiting on that worker
+                if live.held_back && live.inflight.is_empty() {
+                    // What was taken back had not been written at all: no answer will come.
+                    live.held_back = false;
                 }
             }
             if let Some(live) = &self.live {
-                let full = live.retiring || live.held_back || live.inflight.len() >= self.window();
+                // A ticket's word in the claim ring is reused `RING` tickets later: never so far
+                // ahead of the oldest task the worker may still claim (cancels of tasks never
+                // written skip tickets).
+                let ring_full = live
+                    .inflight
+                    .front()
+                    .is_some_and(|f| live.next_ticket.wrapping_sub(f.ticket) as usize >= crate::process::claims::RING - 1);
+                let full = live.retiring || live.held_back || ring_full || live.inflight.len() >= self.window();
                 let leave =
                     !live.inflight.is_empty() && self.held.is_none() && self.shared.idle.load(Ordering::SeqCst) > 0;
                 if full || leave {
