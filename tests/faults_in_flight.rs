@@ -359,6 +359,9 @@ fn a_stopped_worker_that_owes_answers_only_for_tasks_taken_back_is_killed_at_the
     let took = start.elapsed();
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(first.join().unwrap_err().is_cancelled());
-    assert!(wait_until(Duration::from_secs(5), || reap_if_ours(pid) || process_gone(pid)), "the stopped worker lives on");
+    assert!(
+        wait_until(Duration::from_secs(5), || reap_if_ours(pid) || process_gone(pid)),
+        "the stopped worker lives on"
+    );
     assert_ne!(ex.workers()[0].pid, Some(pid), "a fresh worker ran the task");
 }

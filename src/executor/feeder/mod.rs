@@ -207,10 +207,9 @@ impl Feeder {
                 // A ticket's word in the claim ring is reused `RING` tickets later: never so far
                 // ahead of the oldest task the worker may still claim (cancels of tasks never
                 // written skip tickets).
-                let ring_full = live
-                    .inflight
-                    .front()
-                    .is_some_and(|f| live.next_ticket.wrapping_sub(f.ticket) as usize >= crate::process::claims::RING - 1);
+                let ring_full = live.inflight.front().is_some_and(|f| {
+                    live.next_ticket.wrapping_sub(f.ticket) as usize >= crate::process::claims::RING - 1
+                });
                 let full = live.retiring || live.held_back || ring_full || live.inflight.len() >= self.window();
                 let leave =
                     !live.inflight.is_empty() && self.held.is_none() && self.shared.idle.load(Ordering::SeqCst) > 0;
