@@ -193,12 +193,19 @@ fn a_worker_that_dies_holding_a_shared_value_leaks_nothing() {
     let (pid, n) = ex.submit(CacheSize).join().expect("a fresh worker");
     assert_eq!((n, segment_maps(pid), segment_fds(pid)), (0, 0, 0), "the fresh worker holds nothing");
     drop(data);
-    assert_eq!((segment_fds(me), segment_maps(me)), (0, 0), "the parent's segment goes with its last clone");
+    // Kept for reuse by the next `Bytes` of its size for at most 2 s (`oob/pool.rs`), then freed.
+    assert!(
+        wait_until(Duration::from_secs(10), || (segment_fds(me), segment_maps(me)) == (0, 0)),
+        "the parent's segment outlives its last clone: {} descriptors, {} mappings",
+        segment_fds(me),
+        segment_maps(me)
+    );
 }
 
 #[test]
 fn on_threads_a_shared_is_an_arc() {
     let _serial = serial();
+    let before = segment_maps(std::process::id()); // what earlier tests left for reuse, if anything
     let data = Shared::new(Bytes::from(vec![9u8; 2 * MIB]));
     let results = Parallel::new()
         .n_jobs(2)
@@ -209,7 +216,7 @@ fn on_threads_a_shared_is_an_arc() {
         assert_eq!((pid, len, first), (std::process::id(), 2 * MIB, 9));
     }
     // Nothing was encoded: no segment was made.
-    assert_eq!(segment_maps(std::process::id()), 0);
+    assert!(segment_maps(std::process::id()) <= before);
 }
 
 #[test]

@@ -9,14 +9,14 @@
 //! `oob.rs`.
 //!
 //! **Reuse.** A `Bytes` sent again (to many tasks, or a received one sent on) reuses its
-//! segment: it is written into shared memory once. Segments are not recycled for *new* data:
-//! they are sealed against writes, so that no process can change the bytes under another's
-//! `&[u8]`, and the parent cannot know when a worker has dropped its last mapping (a task may
-//! keep a clone). A fresh buffer therefore pays for fresh pages: measured in
-//! `benches/bigdata.rs`, a copy into new pages runs at about a fifth of a copy into pages
-//! already there, and that is what a fresh 100 MiB round trip costs. Recycling would need
-//! segments sealed only against shrinking and growing, plus a release message from the worker
-//! once the task's values are dropped.
+//! segment: it is written into shared memory once. And the parent recycles its segments for
+//! *new* data (`oob/pool.rs`): once nothing refers to one (no `Bytes`, no frame in flight, no
+//! worker that said it keeps it), the next buffer of its size class is copied into its pages
+//! instead of into fresh ones, which the kernel would have to allocate and zero (a copy into
+//! new pages runs at about a fifth of the speed here, `benches/bigdata.rs`). Workers say with
+//! each result whether they kept any of the task's segments, and later when they let go
+//! (`process/wire.rs`: `ST_KEPT`, `RELEASED`). A worker's own segments (its results) are sealed
+//! whole and never recycled: the parent never lets a worker write under its `&[u8]`.
 //!
 //! **Memory accounting.** Pages of a segment a worker reads count in its resident size, so a
 //! worker reading a large shared buffer may pass `max_worker_memory` and be retired after the
@@ -57,6 +57,15 @@ pub(crate) const OUT_OF_BAND_MIN: usize = 256 << 10;
 /// descriptors and mappings that refer to it, and the kernel frees it with the last of them,
 /// whichever process dies.
 ///
+/// **Recycled segments.** The executor's process keeps the segment of a `Bytes` it sent once
+/// nothing refers to it any more (no clone, no task in flight, no worker that kept it), and
+/// copies the next buffer of the same size class into it: a fresh buffer is one copy into pages
+/// that already exist, not into new ones the kernel must allocate and zero (about five times
+/// slower here). Free segments are kept at most 2 s and 1 GiB in all, then freed by a thread
+/// that lives only while something is kept. A task may keep a `Bytes` it was given (in a cache,
+/// a static): its worker says so, and that segment is not written again until the worker drops
+/// it or exits.
+///
 /// On [`Backend::Threads`](crate::Backend) a `Bytes` is moved like any value. Outside
 /// workpool's own codec (serde_json, say) it serializes as plain bytes.
 ///
@@ -91,8 +100,9 @@ enum Repr {
     /// Bytes of this process's heap; the segment made the first time they went out of band
     /// (a `Bytes` sent to many tasks is written into shared memory once).
     Heap(Arc<Heap>),
-    /// A segment received from another process (or made here), mapped read-only.
-    Mapped(Arc<Segment>),
+    /// The first `usize` bytes of a segment received from another process (or made here),
+    /// mapped read-only (a recyclable segment is a size class, larger than its contents).
+    Mapped(Arc<Segment>, usize),
 }
 
 struct Heap {
@@ -125,7 +135,7 @@ impl Bytes {
                 Ok(heap) => heap.data,
                 Err(shared) => shared.data.clone(),
             },
-            Repr::Mapped(segment) => segment.as_slice().to_vec(),
+            Repr::Mapped(segment, len) => segment.as_slice()[..len].to_vec(),
         }
     }
 
@@ -175,12 +185,12 @@ impl Bytes {
     /// The segment this buffer travels in when it goes out of band, made on first use.
     fn segment(&self) -> std::io::Result<Arc<Segment>> {
         match &self.0 {
-            Repr::Mapped(segment) => Ok(segment.clone()),
+            Repr::Mapped(segment, _) => Ok(segment.clone()),
             Repr::Heap(heap) => {
                 if let Some(segment) = heap.segment.get() {
                     return Ok(segment.clone());
                 }
-                let made = Arc::new(Segment::create(&heap.data)?);
+                let made = Segment::recyclable(&heap.data)?;
                 Ok(heap.segment.get_or_init(|| made).clone())
             }
         }
@@ -210,7 +220,7 @@ impl Deref for Bytes {
     fn deref(&self) -> &[u8] {
         match &self.0 {
             Repr::Heap(heap) => &heap.data,
-            Repr::Mapped(segment) => segment.as_slice(),
+            Repr::Mapped(segment, len) => &segment.as_slice()[..*len],
         }
     }
 }
@@ -231,7 +241,7 @@ impl Eq for Bytes {}
 
 impl fmt::Debug for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if matches!(self.0, Repr::Mapped(_)) { "shared" } else { "heap" };
+        let kind = if matches!(self.0, Repr::Mapped(..)) { "shared" } else { "heap" };
         write!(f, "Bytes({} bytes, {kind})", self.len())
     }
 }
@@ -330,13 +340,13 @@ impl<'de> Deserialize<'de> for Bytes {
                     OUT_OF_BAND => {
                         let (index, len): (u32, u64) = seq.next_element()?.ok_or_else(missing)?;
                         let segment = oob::take(index).map_err(de::Error::custom)?;
-                        if segment.len() as u64 != len {
+                        if (segment.len() as u64) < len {
                             return Err(de::Error::custom(format!(
-                                "out-of-band buffer {index} holds {} bytes where {len} were announced",
+                                "out-of-band buffer {index} holds {} bytes, fewer than the {len} announced",
                                 segment.len()
                             )));
                         }
-                        Ok(Bytes(Repr::Mapped(segment)))
+                        Ok(Bytes(Repr::Mapped(segment, len as usize)))
                     }
                     tag => Err(de::Error::custom(format!("unknown Bytes tag {tag}"))),
                 }
@@ -354,12 +364,33 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    /// `bytes` with the descriptors that came beside them, mapped (a failure is kept, for the
-    /// decode of the buffer that names that descriptor to report).
+    /// `bytes` with the descriptors a worker sent beside them, mapped (a failure is kept, for
+    /// the decode of the buffer that names that descriptor to report). Each must be sealed
+    /// whole, or be one of this process's own recyclable segments coming back.
     pub(crate) fn new(bytes: Vec<u8>, fds: Vec<std::os::fd::OwnedFd>) -> Encoded {
-        let segments =
-            fds.into_iter().map(|fd| Segment::receive(fd).map(Arc::new).map_err(|e| e.to_string())).collect();
+        let segments = fds.into_iter().map(|fd| Segment::receive(fd).map_err(|e| e.to_string())).collect();
         Encoded { bytes, segments }
+    }
+
+    /// What came with a task from the parent, in a worker: recyclable segments too.
+    pub(crate) fn from_parent(fds: Vec<std::os::fd::OwnedFd>) -> Encoded {
+        let segments = fds.into_iter().map(|fd| Segment::receive_from_parent(fd).map_err(|e| e.to_string())).collect();
+        Encoded { bytes: Vec::new(), segments }
+    }
+
+    /// Whether anything outside this value (a task that kept a `Bytes`, a cached shared
+    /// value) still refers to one of its segments, besides the `outgoing` ones, which are sent
+    /// on and dropped.
+    pub(crate) fn kept(&self, outgoing: &[Arc<Segment>]) -> Vec<Arc<Segment>> {
+        self.segments
+            .iter()
+            .flatten()
+            .filter(|s| {
+                let sent = outgoing.iter().filter(|o| Arc::ptr_eq(o, s)).count();
+                Arc::strong_count(s) > 1 + sent
+            })
+            .cloned()
+            .collect()
     }
 
     /// Runs `decode` on the bytes, with the segments available to the `Bytes` in them.

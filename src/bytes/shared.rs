@@ -268,7 +268,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Shared<T> {
     fn decode(id: u64, bytes: &[u8], segment: Option<Arc<Segment>>) -> Result<Shared<T>, String> {
         let value: T = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<Bytes>() {
             let bytes = match &segment {
-                Some(segment) => Bytes(Repr::Mapped(segment.clone())),
+                Some(segment) => Bytes(Repr::Mapped(segment.clone(), bytes.len())),
                 None => Bytes::from(bytes),
             };
             *(Box::new(bytes) as Box<dyn Any>).downcast::<T>().expect("T is Bytes")
@@ -308,7 +308,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Serialize for Shar
                 if let Some(index) = oob::register(segment) {
                     triple.serialize_element(&OUT_OF_BAND)?;
                     triple.serialize_element(&self.0.id)?;
-                    triple.serialize_element(&(index, segment.len() as u64))?;
+                    // A `Shared<Bytes>` may use fewer bytes than its (recyclable) segment holds.
+                    let len = match (&self.0.value as &dyn Any).downcast_ref::<Bytes>() {
+                        Some(bytes) => bytes.len(),
+                        None => segment.len(),
+                    };
+                    triple.serialize_element(&(index, len as u64))?;
                     return triple.end();
                 }
             }
@@ -360,13 +365,13 @@ impl<'de, T: Serialize + DeserializeOwned + Send + Sync + 'static> Deserialize<'
                             return Ok(shared);
                         }
                         let segment = oob::take(index).map_err(de::Error::custom)?;
-                        if segment.len() as u64 != len {
+                        if (segment.len() as u64) < len {
                             return Err(de::Error::custom(format!(
-                                "the shared value's segment {index} holds {} bytes where {len} were announced",
+                                "the shared value's segment {index} holds {} bytes, fewer than the {len} announced",
                                 segment.len()
                             )));
                         }
-                        let bytes = segment.as_slice();
+                        let bytes = &segment.as_slice()[..len as usize];
                         Shared::decode(id, bytes, Some(segment.clone())).map(remember).map_err(de::Error::custom)
                     }
                     tag => Err(de::Error::custom(format!("unknown Shared tag {tag}"))),
@@ -388,7 +393,7 @@ mod tests {
         let count = segments.len();
         let received: Vec<oob::Received> = segments
             .iter()
-            .map(|s| Segment::receive(s.fd().try_clone_to_owned().unwrap()).map(Arc::new).map_err(|e| e.to_string()))
+            .map(|s| Segment::receive_from_parent(s.fd().try_clone_to_owned().unwrap()).map_err(|e| e.to_string()))
             .collect();
         let (back, _) = oob::decoding(received, || crate::codec::decode::<T>(&frame)).unwrap();
         (back, count)
@@ -411,7 +416,7 @@ mod tests {
         let shared = Shared::new(Bytes::from(vec![3u8; 1 << 20]));
         let (back, segments) = round_trip(&shared);
         assert_eq!(segments, 1);
-        assert!(matches!(back.0.value.0, Repr::Mapped(_)), "the received Bytes maps the segment");
+        assert!(matches!(back.0.value.0, Repr::Mapped(..)), "the received Bytes maps the segment");
         assert_eq!(*back, *shared);
     }
 

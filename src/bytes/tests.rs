@@ -90,7 +90,7 @@ fn a_missing_or_wrong_segment_is_a_decode_error() {
     assert!(err.contains("not among the descriptors"), "{err}");
     let other = Arc::new(Segment::create(&[1, 2, 3]).unwrap());
     let err = receive(out.clone(), &[other]).decode(codec::decode_exact::<Bytes>).unwrap_err();
-    assert!(err.contains("holds 3 bytes where"), "{err}");
+    assert!(err.contains("holds 3 bytes, fewer than"), "{err}");
     assert_eq!(receive(out, &segments).decode(codec::decode_exact::<Bytes>).unwrap(), data);
 }
 

@@ -14,6 +14,7 @@
 //! With `encoding(false, ..)` (a transport that cannot pass descriptors, e.g. TCP) every
 //! `Bytes` travels inline in the frame.
 
+pub(crate) mod pool;
 pub(crate) mod segment;
 
 use segment::Segment;

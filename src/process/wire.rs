@@ -16,8 +16,9 @@
 //! | `SHUTDOWN` | to worker | — (finish, then exit) |
 //! | `HELLO` | from worker | `u32` protocol version, `u64` binary fingerprint, `u32` pid |
 //! | `STARTED` | from worker | — (the worker is about to run task `id`) |
-//! | `DONE` | from worker | `u8` status, `u64` run time in ns, status-specific bytes |
+//! | `DONE` | from worker | `u8` status (bit [`ST_KEPT`]: the worker keeps some of the task's segments), `u64` run time in ns, status-specific bytes |
 //! | `SKIPPED` | from worker | — (task `id` was taken back before the worker claimed it: it does not run here) |
+//! | `RELEASED` | from worker | `u64` inodes (id 0): the parent's segments it said it kept and no longer refers to |
 //! | `FAULT` | from worker | `u32` signal, `u64` fault address: written by the worker's signal handler just before it dies of a memory fault in task `id` |
 //!
 //! **Descriptors.** A frame may carry descriptors (the shared-memory segments of out-of-band
@@ -42,7 +43,8 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Protocol version, carried by `HELLO`; bump on any change to this file's formats.
 /// 3: frames may carry descriptors ([`WITH_FDS`]). 4: a worker answers a task it skips
-/// ([`SKIPPED`]).
+/// ([`SKIPPED`]), and says when it keeps a task's segments ([`ST_KEPT`]); the parent's
+/// segments may be recyclable (`oob/pool.rs`).
 pub(crate) const PROTOCOL_VERSION: u32 = 4;
 /// Set in a frame's kind when the last byte of its body counts the descriptors passed with it.
 pub(crate) const WITH_FDS: u8 = 0x80;
@@ -60,6 +62,25 @@ pub(crate) const STARTED: u8 = 11;
 pub(crate) const DONE: u8 = 12;
 pub(crate) const FAULT: u8 = 13;
 pub(crate) const SKIPPED: u8 = 14;
+pub(crate) const RELEASED: u8 = 15;
+
+/// Appends a `RELEASED` frame: the worker no longer refers to the parent's segments with these
+/// inodes, which it said it kept (`ST_KEPT`).
+pub(crate) fn released(out: &mut Vec<u8>, inodes: &[u64]) {
+    let start = begin_frame(out, RELEASED, 0);
+    for ino in inodes {
+        out.extend_from_slice(&ino.to_le_bytes());
+    }
+    end_frame(out, start).expect("a few inodes fit in a frame");
+}
+
+/// The inodes of a `RELEASED` body.
+pub(crate) fn parse_released(body: &[u8]) -> Result<Vec<u64>, WireError> {
+    if body.len() % 8 != 0 {
+        return bad("a RELEASED body is not a list of u64 inodes");
+    }
+    Ok(body.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
 
 /// The complete `FAULT` frame of task `id` (built on the stack: the worker's signal handler
 /// writes it, and may not allocate).
@@ -89,6 +110,20 @@ pub(crate) const ST_PANIC: u8 = 1;
 pub(crate) const ST_DECODE: u8 = 2;
 pub(crate) const ST_ENCODE: u8 = 3;
 pub(crate) const ST_UNKNOWN: u8 = 4;
+/// Set in a `DONE` status when the worker keeps a reference to one of the task's segments (a
+/// `Bytes` it stored, a cached shared value): the parent must not recycle them while that
+/// worker lives (see `oob/pool.rs`).
+pub(crate) const ST_KEPT: u8 = 0x40;
+
+/// Marks the `DONE` frame that begins at `start` in `out` with [`ST_KEPT`].
+pub(crate) fn mark_kept(out: &mut [u8], start: usize) {
+    out[start + HEADER] |= ST_KEPT;
+}
+
+/// Whether a `DONE` body carries [`ST_KEPT`].
+pub(crate) fn done_kept(body: &[u8]) -> bool {
+    body.first().is_some_and(|status| status & ST_KEPT != 0)
+}
 
 /// A malformed frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +337,7 @@ pub(crate) fn parse_done(body: &[u8]) -> Result<(Done<'_>, u64), WireError> {
     if body.len() < 9 {
         return bad("done body shorter than its status and time");
     }
-    let status = body[0];
+    let status = body[0] & !ST_KEPT;
     let elapsed = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
     let rest = &body[9..];
     let done = match status {

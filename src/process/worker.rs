@@ -47,6 +47,9 @@ fn install_panic_hook() {
 /// The worker's main loop; returns the exit code.
 pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
     marker::enter_worker_mode();
+    // A worker's own segments (results) are sealed whole: the parent never trusts a worker to
+    // leave a recyclable one alone.
+    crate::oob::pool::disable();
     install_panic_hook();
     // A worker runs in a process group of its own, in the background of the terminal it prints
     // to: a write under `stty tostop`, or a `tcsetattr`, would stop it with SIGTTOU (and a read
@@ -220,30 +223,80 @@ pub(crate) fn run_one(id: u64, body: wire::TaskBody<'_>, fds: Vec<OwnedFd>, out:
     let clock = Instant::now();
     // Outputs are appended straight behind the frame's header as the tasks run.
     let start = wire::begin_done_ok(out, id);
-    let received = Encoded::new(Vec::new(), fds);
+    let received = Encoded::from_parent(fds);
     let (status, segments) =
         received.decode(|_| oob::encoding(oob::worker_out_of_band(), || (entry.run)(body.payload, body.count, out)));
     // Shared values the last tasks did not use leave this worker's cache.
     crate::bytes::shared::task_done();
+    // The task's values are dropped by now: a segment still referred to was kept (stored by
+    // the task, or a cached shared value), and the parent must not write it again until told.
+    let kept = received.kept(&segments);
+    drop(received);
     let elapsed = clock.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-    match &status {
+    let sent = match &status {
         RunStatus::Ok => match wire::end_done_ok(out, start, elapsed, segments.len()) {
-            Ok(()) => return segments,
+            Ok(()) => segments,
             Err(e) => {
                 let message = format!(
                     "the result is too large to send: {e}; put large data in `workpool::Bytes`, which travels \
                      in shared memory outside the frame"
                 );
                 report(out, start, id, elapsed, &Done::Encode(&message));
+                Vec::new()
             }
         },
         RunStatus::Panic { index, message, location } => {
             report(out, start, id, elapsed, &Done::Panic { index: *index, message, location });
+            Vec::new()
         }
-        RunStatus::Decode(message) => report(out, start, id, elapsed, &Done::Decode(message)),
-        RunStatus::Encode(message) => report(out, start, id, elapsed, &Done::Encode(message)),
+        RunStatus::Decode(message) => {
+            report(out, start, id, elapsed, &Done::Decode(message));
+            Vec::new()
+        }
+        RunStatus::Encode(message) => {
+            report(out, start, id, elapsed, &Done::Encode(message));
+            Vec::new()
+        }
+    };
+    if !kept.is_empty() {
+        wire::mark_kept(out, start);
     }
-    Vec::new()
+    let released = kept_segments::update(&kept);
+    if !released.is_empty() {
+        wire::released(out, &released);
+    }
+    sent
+}
+
+/// The parent's recyclable segments this worker said it kept (`ST_KEPT`), so that it can say
+/// when it lets go of them (`RELEASED`): a shared value leaving the cache, a `Bytes` a task
+/// stored and later dropped.
+mod kept_segments {
+    use crate::oob::segment::Segment;
+    use std::sync::{Arc, Mutex, Weak};
+
+    static KEPT: Mutex<Vec<(Weak<Segment>, u64)>> = Mutex::new(Vec::new());
+
+    /// Adds the segments the last task kept; returns the inodes of those no longer referred to.
+    pub(super) fn update(kept: &[Arc<Segment>]) -> Vec<u64> {
+        let mut all = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        for segment in kept {
+            if let Some(ino) = segment.parents_inode() {
+                if !all.iter().any(|(w, i)| *i == ino && w.strong_count() > 0) {
+                    all.push((Arc::downgrade(segment), ino));
+                }
+            }
+        }
+        let mut released = Vec::new();
+        all.retain(|(w, ino)| {
+            let alive = w.strong_count() > 0;
+            if !alive {
+                released.push(*ino);
+            }
+            alive
+        });
+        released
+    }
 }
 
 /// Replaces everything from `start` on with a `DONE` frame reporting `done`.

@@ -115,6 +115,11 @@ impl Feeder {
         let observe = &mut self.observe;
         let live = self.live.as_mut().expect("live");
         while let Some((frame, fds)) = live.reader.next_frame_fds()? {
+            if frame.kind == wire::RELEASED {
+                let inodes = wire::parse_released(frame.body)?;
+                live.kept.retain(|s| !s.own_inode().is_some_and(|ino| inodes.contains(&ino)));
+                continue;
+            }
             // Every report is about the first task in flight, in the order they were written: a
             // task taken back is answered `SKIPPED` (and nothing else), any other one `STARTED`
             // then `DONE`. (A task's id may be in flight twice: taken back, then sent again.)
@@ -140,6 +145,14 @@ impl Feeder {
                 wire::DONE if live.unsent > 0 => {
                     let (done, elapsed_ns) = wire::parse_done(frame.body)?;
                     let f = live.inflight.pop_front().expect("front exists");
+                    if wire::done_kept(frame.body) {
+                        // Only recyclable ones matter: a sealed one is never written again.
+                        for segment in f.env.segments.iter().filter(|s| s.own_inode().is_some()) {
+                            if !live.kept.iter().any(|k| Arc::ptr_eq(k, segment)) {
+                                live.kept.push(segment.clone());
+                            }
+                        }
+                    }
                     live.unsent -= 1;
                     live.running_since = None;
                     live.front_since = Instant::now();

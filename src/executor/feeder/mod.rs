@@ -126,6 +126,9 @@ struct Live {
     kill: Option<Kill>,
     /// The memory fault the running task's worker reported just before it died (signal, address).
     fault: Option<(u32, u64)>,
+    /// Segments of finished tasks that the worker said it keeps (`ST_KEPT`): held until the
+    /// process is gone, so that none is recycled while it may still read them.
+    kept: Vec<Arc<crate::oob::segment::Segment>>,
     idle_since: Instant,
 }
 
@@ -318,6 +321,7 @@ impl Feeder {
                     retiring: false,
                     kill: None,
                     fault: None,
+                    kept: Vec::new(),
                     idle_since: now,
                 });
                 true

@@ -77,7 +77,8 @@ pub(super) fn reference_done(body: &[u8]) -> Option<(Done<'_>, u64)> {
     let elapsed = le(&body[1..9]);
     let rest = &body[9..];
     let text = |b| std::str::from_utf8(b).ok();
-    let done = match body[0] {
+    // Bit 0x40 of the status says the worker kept segments; it changes nothing else.
+    let done = match body[0] & !0x40 {
         0 => Done::Ok(rest),
         1 => {
             if rest.len() < 8 {
@@ -100,12 +101,21 @@ pub(super) fn reference_done(body: &[u8]) -> Option<(Done<'_>, u64)> {
     Some((done, elapsed))
 }
 
+/// A `RELEASED` body: whole little-endian u64s, nothing else.
+fn reference_released(body: &[u8]) -> Option<Vec<u64>> {
+    if body.len() % 8 != 0 {
+        return None;
+    }
+    Some((0..body.len() / 8).map(|i| le(&body[i * 8..i * 8 + 8])).collect())
+}
+
 /// Every parser on every body: no panic, and agreement with the reference.
 pub(super) fn check_parsers(body: &[u8]) {
     let task = wire::parse_task(body).ok().map(|t| (t.key, t.count, t.ticket, t.payload));
     assert_eq!(task, reference_task(body), "parse_task of {body:?}");
     assert_eq!(wire::parse_hello(body).ok(), reference_hello(body), "parse_hello of {body:?}");
     assert_eq!(wire::parse_done(body).ok(), reference_done(body), "parse_done of {body:?}");
+    assert_eq!(wire::parse_released(body).ok(), reference_released(body), "parse_released of {body:?}");
 }
 
 /// A stream that hands out its bytes in random-sized pieces, with the odd interruption.
