@@ -1,15 +1,26 @@
 //! No leaks, whatever dies: thousands of tasks carrying out-of-band `Bytes` both ways, with
 //! random worker crashes and task failures, leave the descriptor and mapping counts of the
-//! parent and of its workers where they were, and nothing in /dev/shm. (A file of its own: the
-//! parent's counts must not see other tests' buffers.)
+//! parent and of its workers where they were, and nothing in /dev/shm; a parent killed while it
+//! writes large buffers leaves no shared memory behind. (A file of its own: the parent's counts
+//! must not see other tests' buffers.)
 
 mod common;
 
 use common::*;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use workpool::{Bytes, Executor};
 
 workpool::test_support!();
+
+/// The tests of this file count descriptors and shared memory: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 const MIB: usize = 1 << 20;
 
@@ -86,6 +97,7 @@ fn settle(ex: &Executor) {
 
 #[test]
 fn thousands_of_tasks_with_random_crashes_leak_no_descriptor_or_mapping() {
+    let _alone = alone();
     // One worker: the parent's own descriptors (socket, pidfd, claim ring) are then the same
     // before and after, whichever workers died in between.
     let ex = executor(1);
@@ -145,6 +157,86 @@ fn thousands_of_tasks_with_random_crashes_leak_no_descriptor_or_mapping() {
         assert!(fds <= fds_before, "worker {pid}: {fds} descriptors, {fds_before} before");
         assert!(maps <= maps_before + 4, "worker {pid}: {maps} mappings, {maps_before} before");
     }
+    assert!(!std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .any(|e| { e.unwrap().file_name().to_string_lossy().contains("workpool") }));
+}
+
+/// The machine's shared memory in use (`Shmem` of /proc/meminfo), in bytes: memfd pages count
+/// there.
+fn shmem() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = meminfo.lines().find(|l| l.starts_with("Shmem:")).expect("a Shmem line");
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+const WRITER: &str = "WORKPOOL_TEST_BYTES_WRITER";
+
+/// Run as a program of its own by the test below: writes 256 MiB buffers into shared memory
+/// and sends them to two workers, without end, until it is killed.
+#[test]
+fn writer_program() {
+    if std::env::var_os(WRITER).is_none() {
+        return;
+    }
+    let ex = executor(2);
+    let pids: std::collections::BTreeSet<u32> =
+        ex.map((0..4).map(|i| Sum { data: pattern(MIB, i) })).map(|r| r.map(|_| 0).unwrap()).collect();
+    assert!(!pids.is_empty());
+    println!("PIDS {}", worker_pids(&ex).iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+    for i in 0u8.. {
+        let handles: Vec<_> = (0..2).map(|j| ex.submit(Sum { data: pattern(256 * MIB, i.wrapping_add(j)) })).collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        println!("WROTE {i}");
+    }
+}
+
+#[test]
+fn a_parent_killed_while_it_writes_shared_memory_leaves_none_behind() {
+    let _alone = alone();
+    become_subreaper(); // its workers become our orphans: reaped here, not left as zombies
+    let before = shmem();
+    let mut program = Command::new(std::env::current_exe().unwrap())
+        .args(["writer_program", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(WRITER, "1")
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(program.stdout.take().unwrap()).lines();
+    let pids: Vec<u32> = lines
+        .find_map(|l| l.ok().filter(|l| l.starts_with("PIDS")))
+        .expect("the writer's workers")
+        .trim_start_matches("PIDS")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let _guard = KillOnDrop(pids.iter().copied().chain([program.id()]).collect());
+    // Two rounds written and sent: the segments exist (and are recycled); then kill it in the
+    // middle of the next ones, with no handler or destructor running.
+    assert!(lines.find(|l| l.as_ref().is_ok_and(|l| l.starts_with("WROTE 1"))).is_some(), "the writer stopped early");
+    std::thread::sleep(Duration::from_millis(150));
+    let during = shmem();
+    program.kill().unwrap();
+    assert!(during > before + 128 * MIB as u64, "the writer's buffers show in Shmem: {before} → {during} bytes");
+    program.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || pids.iter().all(|&p| reap_if_ours(p) || process_gone(p))),
+        "workers outlived their killed parent"
+    );
+    // Everything it wrote is freed with the last descriptor and mapping (nothing in /dev/shm or
+    // the file system could keep it). Other programs on the machine move Shmem too: the bound
+    // is a quarter of one buffer.
+    let slack = 64 * MIB as u64;
+    assert!(
+        wait_until(Duration::from_secs(10), || shmem() <= before + slack),
+        "shared memory in use: {} MiB before, {} MiB while it wrote, {} MiB after it was killed",
+        before >> 20,
+        during >> 20,
+        shmem() >> 20
+    );
     assert!(!std::fs::read_dir("/dev/shm")
         .unwrap()
         .any(|e| { e.unwrap().file_name().to_string_lossy().contains("workpool") }));
