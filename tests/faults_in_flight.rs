@@ -305,20 +305,29 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
     rx.recv_timeout(limit).ok()
 }
 
-#[test]
-fn a_window_taken_back_whole_is_cleared_and_shutdown_returns() {
-    // A window of two (the last task took 50 ms), both written to a stopped worker; the kill of
-    // the first takes both back through the claim ring before the worker claimed either. The
-    // worker then skips both without a word: the feeder must forget them at once, or they fill
-    // its window for good (the second task never runs again, shutdown waits forever).
-    let ex = executor(1);
+/// A window of two (the last task took 50 ms) written to the one worker of `ex`, stopped first:
+/// its pid (killed on drop), and the two handles.
+fn two_written_to_a_stopped_worker(
+    ex: &Executor,
+) -> (u32, KillOnDrop, workpool::TaskHandle<u64>, workpool::TaskHandle<u64>) {
     ex.submit(Nap(50)).join().unwrap();
     let pid = ex.workers()[0].pid.unwrap();
-    let _guard = KillOnDrop(vec![pid]);
+    let guard = KillOnDrop(vec![pid]);
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let (first, second) = (ex.submit(Square(2)), ex.submit(Square(3)));
     assert!(wait_until(Duration::from_secs(10), || first.pid().is_some() && second.pid().is_some()));
     std::thread::sleep(Duration::from_millis(100)); // both frames written
+    (pid, guard, first, second)
+}
+
+#[test]
+fn a_window_taken_back_whole_is_cleared_and_shutdown_returns() {
+    // Both tasks of a window written to a stopped worker; the kill of the first takes both back
+    // through the claim ring before the worker claimed either. Continued, the worker skips both
+    // and says so (SKIPPED): the feeder must then forget them, or they fill its window for good
+    // (the second task never runs again, shutdown waits forever).
+    let ex = executor(1);
+    let (pid, _guard, first, second) = two_written_to_a_stopped_worker(&ex);
     assert!(first.kill());
     std::thread::sleep(Duration::from_millis(100)); // the doorbell answered
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
@@ -342,13 +351,7 @@ fn a_stopped_worker_that_owes_answers_only_for_tasks_taken_back_is_killed_at_the
     // back, so its window stays full. With a task_timeout it is killed as stalled (no task
     // fails: neither started), and the second task runs on a fresh worker.
     let ex = Executor::builder().workers(1).task_timeout(Duration::from_secs(1)).build().unwrap();
-    ex.submit(Nap(50)).join().unwrap();
-    let pid = ex.workers()[0].pid.unwrap();
-    let _guard = KillOnDrop(vec![pid]);
-    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-    let (first, second) = (ex.submit(Square(2)), ex.submit(Square(3)));
-    assert!(wait_until(Duration::from_secs(10), || first.pid().is_some() && second.pid().is_some()));
-    std::thread::sleep(Duration::from_millis(100)); // both frames written
+    let (pid, _guard, first, second) = two_written_to_a_stopped_worker(&ex);
     let start = Instant::now();
     assert!(first.kill());
     let got = within(Duration::from_secs(10), move || second.join());
