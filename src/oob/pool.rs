@@ -14,20 +14,18 @@
 //! Recyclable segments are sealed with `F_SEAL_FUTURE_WRITE` instead of `F_SEAL_WRITE`: nobody
 //! can write them any more through a descriptor or a new mapping, only through the mapping the
 //! parent made before sealing. Workers accept that seal from their parent; the parent accepts a
-//! descriptor sealed so only when it is one of its own live segments coming back (found in the
-//! registry by inode), never from a worker's own making.
+//! descriptor sealed so only when it is one of its own live segments coming back (found by inode in
+//! `segment.rs`'s registry), never from a worker's own making.
 //!
 //! Bounds: free segments are kept for [`KEEP_FOR`] at most and [`KEEP_BYTES`] of capacity in
 //! all; a janitor thread, alive only while something is kept, frees them when they expire, so
 //! an idle program holds no shared memory for long. Nothing here touches the file system.
 
-use super::segment::Segment;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 /// How long a free segment is kept for reuse.
@@ -73,11 +71,9 @@ impl Drop for Free {
 
 struct Pool {
     free: Vec<Free>,
-    /// Live recyclable segments by inode, so that one a worker sends back is recognised.
-    live: HashMap<u64, Weak<Segment>>,
 }
 
-static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(|| Mutex::new(Pool { free: Vec::new(), live: HashMap::new() }));
+static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(|| Mutex::new(Pool { free: Vec::new() }));
 /// Whether the janitor thread runs.
 static JANITOR: AtomicBool = AtomicBool::new(false);
 /// Worker processes recycle nothing (their segments are sealed whole, see `segment.rs`).
@@ -105,25 +101,12 @@ pub(crate) fn take(capacity: usize) -> Option<Free> {
     Some(pool.free.swap_remove(i))
 }
 
-/// Records a live recyclable segment.
-pub(crate) fn register(ino: u64, segment: &Arc<Segment>) {
-    POOL.lock().live.insert(ino, Arc::downgrade(segment));
-}
-
-/// The live recyclable segment with inode `ino`, if there is one.
-pub(crate) fn find(ino: u64) -> Option<Arc<Segment>> {
-    POOL.lock().live.get(&ino).and_then(Weak::upgrade)
-}
-
 /// The last reference to a recyclable segment is gone: keep it for reuse (or free it, past the
 /// bounds).
 pub(crate) fn give_back(fd: OwnedFd, ptr: NonNull<u8>, capacity: usize, ino: u64) {
     let free = Free::new(fd, ptr, capacity, ino);
     let dropped = {
         let mut pool = POOL.lock();
-        if pool.live.get(&ino).is_some_and(|w| w.strong_count() == 0) {
-            pool.live.remove(&ino);
-        }
         pool.free.push(free);
         trim(&mut pool, Instant::now())
     };

@@ -14,11 +14,14 @@
 //! its contents (a size class); a `Bytes` says how much of it is its own.
 
 use super::pool;
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::{Arc, LazyLock, Weak};
 
 /// Pages are at least this large (`MADV_POPULATE_WRITE` takes whole pages; a larger page size
 /// only makes the rounded length fall inside the same pages).
@@ -51,6 +54,11 @@ enum Kind {
     Parents(u64),
 }
 
+/// This process's live recyclable segments by inode, so that one a worker sends back is
+/// recognised (and not mapped a second time). An entry goes when its segment is dropped, before
+/// the segment is free for reuse.
+static LIVE: LazyLock<Mutex<HashMap<u64, Weak<Segment>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
 // SAFETY: the mapping's contents are sealed against writes by anyone (a recyclable segment is
 // written only by its maker, and only while nothing refers to it: `pool.rs`), so sharing
 // `&[u8]` views of it between threads is as safe as sharing a `&'static [u8]`.
@@ -76,9 +84,9 @@ impl Segment {
     /// A recyclable segment holding a copy of `bytes`: a free one of its size class from the
     /// pool when there is one (one copy into pages that exist), else a new one. In a worker
     /// process, a sealed one ([`Segment::create`]).
-    pub(crate) fn recyclable(bytes: &[u8]) -> io::Result<std::sync::Arc<Segment>> {
+    pub(crate) fn recyclable(bytes: &[u8]) -> io::Result<Arc<Segment>> {
         if !pool::enabled() || bytes.is_empty() {
-            return Segment::create(bytes).map(std::sync::Arc::new);
+            return Segment::create(bytes).map(Arc::new);
         }
         let capacity = pool::capacity_for(bytes.len());
         let free = match pool::take(capacity) {
@@ -94,7 +102,7 @@ impl Segment {
             let e = io::Error::last_os_error();
             drop(free);
             return match e.raw_os_error() {
-                Some(libc::EINVAL) => Segment::create(bytes).map(std::sync::Arc::new),
+                Some(libc::EINVAL) => Segment::create(bytes).map(Arc::new),
                 _ => Err(context(e, "allocating the segment's memory")),
             };
         }
@@ -102,9 +110,8 @@ impl Segment {
         // else (a free segment), so nobody reads while it is written.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), free.ptr.as_ptr(), bytes.len()) };
         let (fd, ptr, capacity, ino) = free.into_parts();
-        let segment =
-            std::sync::Arc::new(Segment { fd: ManuallyDrop::new(fd), ptr, len: capacity, kind: Kind::Own(ino) });
-        pool::register(ino, &segment);
+        let segment = Arc::new(Segment { fd: ManuallyDrop::new(fd), ptr, len: capacity, kind: Kind::Own(ino) });
+        LIVE.lock().insert(ino, Arc::downgrade(&segment));
         Ok(segment)
     }
 
@@ -112,11 +119,11 @@ impl Segment {
     /// [`Segment::create`] seals (the reader of a `Bytes` then checks the length it was told),
     /// or is one of this process's own recyclable segments coming back (then that one is
     /// returned, and `fd` closed).
-    pub(crate) fn receive(fd: OwnedFd) -> io::Result<std::sync::Arc<Segment>> {
-        if let Some(own) = inode(&fd).and_then(pool::find) {
+    pub(crate) fn receive(fd: OwnedFd) -> io::Result<Arc<Segment>> {
+        if let Some(own) = inode(&fd).and_then(|ino| LIVE.lock().get(&ino).and_then(Weak::upgrade)) {
             return Ok(own);
         }
-        Segment::receive_sealed(fd, SEALS).map(std::sync::Arc::new)
+        Segment::receive_sealed(fd, SEALS).map(Arc::new)
     }
 
     /// The inode of a parent's recyclable segment received here (what the worker names when it
@@ -138,16 +145,16 @@ impl Segment {
 
     /// Maps a segment that came with a task from the parent: sealed, or recyclable (the parent
     /// writes it only when this worker has said it keeps nothing of it).
-    pub(crate) fn receive_from_parent(fd: OwnedFd) -> io::Result<std::sync::Arc<Segment>> {
+    pub(crate) fn receive_from_parent(fd: OwnedFd) -> io::Result<Arc<Segment>> {
         // SAFETY: fcntl on a descriptor we own.
         let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
         if seals >= 0 && seals & RECYCLABLE_SEALS == RECYCLABLE_SEALS {
             let ino = inode(&fd).ok_or_else(io::Error::last_os_error)?;
             let mut segment = Segment::receive_sealed(fd, RECYCLABLE_SEALS)?;
             segment.kind = Kind::Parents(ino);
-            return Ok(std::sync::Arc::new(segment));
+            return Ok(Arc::new(segment));
         }
-        Segment::receive_sealed(fd, SEALS).map(std::sync::Arc::new)
+        Segment::receive_sealed(fd, SEALS).map(Arc::new)
     }
 
     fn receive_sealed(fd: OwnedFd, wanted: libc::c_int) -> io::Result<Segment> {
@@ -201,7 +208,15 @@ impl Drop for Segment {
         match self.kind {
             // Nothing refers to it any more (this was its last `Arc`): the pool keeps it, its
             // writable mapping included.
-            Kind::Own(ino) => pool::give_back(fd, self.ptr, self.len, ino),
+            Kind::Own(ino) => {
+                // Forgotten before the pool can hand it out again (and register it anew).
+                let mut live = LIVE.lock();
+                if live.get(&ino).is_some_and(|w| w.strong_count() == 0) {
+                    live.remove(&ino);
+                }
+                drop(live);
+                pool::give_back(fd, self.ptr, self.len, ino)
+            }
             // SAFETY: the mapping made in `map`, unmapped once; no view outlives `self`.
             Kind::Sealed | Kind::Parents(_) => unsafe {
                 libc::munmap(self.ptr.as_ptr().cast(), self.len);
