@@ -8,14 +8,13 @@
 //!   worker → parent   HMAC(key, "workpool worker" | launch | N_w | N_p | print)
 //! ```
 //!
-//! Each side checks the other's tag (in constant time, by `hmac`'s `verify_slice`) before it
+//! Each side checks the other's tag (in constant time, by `hmac_sha256`'s `finalize_verify`) before it
 //! trusts anything: the worker proves it was given the key, and the parent proves it too, so a
 //! worker never serves a stranger. Both nonces are fresh, so no answer can be replayed, and the
 //! two labels differ, so neither side's tag is ever a valid answer for the other. What this
 //! does not give: secrecy or integrity of the frames that follow (see README, "Trust").
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use hmac_sha256::{Hash, HMAC};
 use std::io::{self, Read, Write};
 use std::sync::OnceLock;
 
@@ -52,8 +51,8 @@ pub(crate) fn from_hex(text: &str) -> Option<Key> {
     Some(key)
 }
 
-fn tag(key: &Key, label: &[u8], launch: u64, worker_nonce: &Key, parent_nonce: &Key, print: u64) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+fn tag(key: &Key, label: &[u8], launch: u64, worker_nonce: &Key, parent_nonce: &Key, print: u64) -> HMAC {
+    let mut mac = HMAC::new(key);
     mac.update(label);
     mac.update(&launch.to_le_bytes());
     mac.update(worker_nonce);
@@ -80,16 +79,16 @@ pub(crate) fn parent_side(stream: &mut (impl Read + Write), key: &Key) -> io::Re
     let worker_nonce: Key = opening[12..12 + KEY_LEN].try_into().expect("32 bytes");
     let print = u64::from_le_bytes(opening[12 + KEY_LEN..].try_into().expect("8 bytes"));
     let parent_nonce = random()?;
-    let ours = tag(key, b"workpool parent", launch, &worker_nonce, &parent_nonce, print).finalize().into_bytes();
+    let ours = tag(key, b"workpool parent", launch, &worker_nonce, &parent_nonce, print).finalize();
     let mut answer = Vec::with_capacity(2 * KEY_LEN);
     answer.extend_from_slice(&parent_nonce);
     answer.extend_from_slice(&ours);
     stream.write_all(&answer)?;
     let mut theirs = [0u8; KEY_LEN];
     stream.read_exact(&mut theirs)?;
-    tag(key, b"workpool worker", launch, &worker_nonce, &parent_nonce, print)
-        .verify_slice(&theirs)
-        .map_err(|_| io::Error::other("the worker does not know this executor's key"))?;
+    if !tag(key, b"workpool worker", launch, &worker_nonce, &parent_nonce, print).finalize_verify(&theirs) {
+        return Err(io::Error::other("the worker does not know this executor's key"));
+    }
     Ok(Joined { launch, print })
 }
 
@@ -105,10 +104,11 @@ pub(crate) fn worker_side(stream: &mut (impl Read + Write), key: &Key, launch: u
     let mut answer = [0u8; 2 * KEY_LEN];
     stream.read_exact(&mut answer)?;
     let parent_nonce: Key = answer[..KEY_LEN].try_into().expect("32 bytes");
-    tag(key, b"workpool parent", launch, &worker_nonce, &parent_nonce, print)
-        .verify_slice(&answer[KEY_LEN..])
-        .map_err(|_| io::Error::other("the parent does not know the key this worker was given"))?;
-    let ours = tag(key, b"workpool worker", launch, &worker_nonce, &parent_nonce, print).finalize().into_bytes();
+    let theirs: Key = answer[KEY_LEN..].try_into().expect("32 bytes");
+    if !tag(key, b"workpool parent", launch, &worker_nonce, &parent_nonce, print).finalize_verify(&theirs) {
+        return Err(io::Error::other("the parent does not know the key this worker was given"));
+    }
+    let ours = tag(key, b"workpool worker", launch, &worker_nonce, &parent_nonce, print).finalize();
     stream.write_all(&ours)
 }
 
@@ -118,7 +118,7 @@ pub(crate) fn worker_side(stream: &mut (impl Read + Write), key: &Key, launch: u
 pub(crate) fn build_print() -> u64 {
     static PRINT: OnceLock<u64> = OnceLock::new();
     *PRINT.get_or_init(|| {
-        let mut hash = Sha256::new();
+        let mut hash = Hash::new();
         hash.update(super::super::wire::PROTOCOL_VERSION.to_le_bytes());
         hash.update(env!("CARGO_PKG_VERSION").as_bytes());
         if let Ok(mut file) = std::fs::File::open("/proc/self/exe") {
@@ -168,6 +168,15 @@ mod tests {
         let (parent, worker) = run(random().unwrap(), random().unwrap());
         assert!(worker.unwrap_err().to_string().contains("parent does not know"));
         assert!(parent.is_err(), "the parent must not accept a worker that refused it");
+    }
+
+    /// The crate computes the HMAC-SHA256 of RFC 4231 (its test case 2), so a worker built
+    /// elsewhere answers the same tags.
+    #[test]
+    fn tags_are_rfc_4231_hmac_sha256() {
+        let tag = HMAC::mac(b"what do ya want for nothing?", b"Jefe");
+        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 
     #[test]
