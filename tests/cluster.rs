@@ -7,6 +7,28 @@ use workpool::{Executor, Launcher};
 
 workpool::test_support!();
 
+/// Warnings logged in this test binary (the logger is process-wide).
+static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) && record.target() == "workpool" {
+            WARNED.lock().unwrap().push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn capture_warnings() {
+    let _ = log::set_logger(&Capture); // once per binary; later calls find it set
+    log::set_max_level(log::LevelFilter::Warn);
+}
+
 #[workpool::task]
 fn square(n: u64) -> u64 {
     n * n
@@ -119,14 +141,21 @@ fn a_stopped_remote_worker_is_found_by_its_silence() {
 fn a_worker_given_the_wrong_key_never_joins() {
     let wrong = "00".repeat(32);
     let launcher = Launcher::command(["sh", "-c", &format!("echo {wrong} | {{command_line}}")]);
+    capture_warnings();
     let ex = Executor::builder().launcher(launcher).build().unwrap();
     let err = ex.submit(Square { n: 2 }).join().unwrap_err();
     assert!(err.is_spawn(), "{err}");
     assert!(err.to_string().contains("did not join"), "{err}");
+    let warned = WARNED.lock().unwrap().clone();
+    assert!(
+        warned.iter().any(|w| w.contains("dropped a connection from") && w.contains("refuses this executor")),
+        "the refused challenge is logged: {warned:?}"
+    );
 }
 
 #[test]
 fn a_stranger_on_the_port_is_dropped_and_costs_nothing() {
+    capture_warnings();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let ex = Executor::builder().launcher(launcher()).workers(1).listen(address).build().unwrap();
@@ -142,6 +171,12 @@ fn a_stranger_on_the_port_is_dropped_and_costs_nothing() {
     let _ = stranger.read_to_end(&mut rest);
     assert_eq!(rest.len(), 64, "only the parent's nonce and tag, then the connection is dropped");
     assert_eq!(ex.submit(Square { n: 8 }).join().unwrap(), 64);
+    let from = stranger.local_addr().unwrap().to_string();
+    let warned = WARNED.lock().unwrap().clone();
+    assert!(
+        warned.iter().any(|w| w.contains(&format!("dropped a connection from {from}: no answer to the challenge"))),
+        "the dropped connection is logged as a warning: {warned:?}"
+    );
 }
 
 #[test]

@@ -52,6 +52,12 @@ pub(super) fn died(slot: usize, pid: u32, cause: DeathCause, status: &str, task:
     log::warn!(target: TARGET, "slot {slot}: worker {pid} died{during}: {status}{why}");
 }
 
+/// A connection to a remote executor's listener that failed the challenge (or was no worker at
+/// all): dropped, at no other cost.
+pub(crate) fn connection_dropped(peer: std::net::SocketAddr, why: &std::io::Error) {
+    log::warn!(target: TARGET, "dropped a connection from {peer}: {why}");
+}
+
 pub(super) fn recycling(slot: usize, pid: u32, why: &str) {
     log::info!(target: TARGET, "slot {slot}: worker {pid} recycled ({why})");
 }

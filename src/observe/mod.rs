@@ -24,6 +24,7 @@ mod timeline;
 pub use stats::{Deaths, ExecutorStats, ParallelStats, SlotStats};
 pub use timeline::{Recording, Timeline};
 
+pub(crate) use log::connection_dropped;
 pub(crate) use stats::ParallelCounter;
 #[cfg(feature = "ctrlc")]
 pub(crate) use timeline::ctrl_c;

@@ -138,7 +138,7 @@ impl Cluster {
                     Ok((joined, stream)) => {
                         self.pending.lock().insert(joined.launch, stream);
                     }
-                    Err(e) => eprintln!("workpool: dropped a connection from {peer}: {e}"),
+                    Err(e) => crate::observe::connection_dropped(peer, &e),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -161,7 +161,15 @@ impl Cluster {
         stream.set_read_timeout(Some(CHALLENGE))?;
         stream.set_write_timeout(Some(CHALLENGE))?;
         stream.set_nodelay(true)?;
-        let joined = auth::parent_side(&mut stream, &self.key)?;
+        let joined = auth::parent_side(&mut stream, &self.key).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                io::Error::other(format!("no answer to the challenge within {CHALLENGE:?}"))
+            }
+            io::ErrorKind::UnexpectedEof => {
+                io::Error::other("it hung up during the challenge (a worker given another key refuses this executor)")
+            }
+            _ => e,
+        })?;
         Ok((joined, stream))
     }
 
