@@ -71,6 +71,41 @@ fn starve_then_make(len: usize) -> Bytes {
     pattern(len, 1)
 }
 
+/// Makes its result first, then lowers this worker's address-space limit to what it uses now
+/// plus a little, so that mapping a segment for the result fails for lack of memory (ENOMEM),
+/// as under a memory limit.
+#[workpool::task]
+fn cap_memory_then_return(len: usize) -> Bytes {
+    let data = pattern(len, 2);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let vm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    // SAFETY: get/setrlimit with valid arguments; only the soft limit is lowered.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_AS, &mut limit);
+        limit.rlim_cur = ((vm_kib << 10) + (len as u64) / 2) as libc::rlim_t;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &limit), 0);
+    }
+    data
+}
+
+/// Raises this worker's address-space limit back to its hard limit, then makes a buffer.
+#[workpool::task]
+fn uncap_memory_then_make(len: usize) -> Bytes {
+    // SAFETY: get/setrlimit with valid arguments.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_AS, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &limit), 0);
+    }
+    pattern(len, 3)
+}
+
 #[derive(Serialize, Deserialize)]
 struct Frame {
     width: u32,
@@ -155,13 +190,33 @@ fn a_task_that_fails_after_receiving_a_segment_fails_alone() {
 #[test]
 fn a_segment_that_cannot_be_made_is_a_codec_error_that_says_why() {
     let ex = executor(1);
-    let err = ex.submit(StarveThenMake { len: 2 * MIB }).join().unwrap_err();
+    let limit = std::time::Duration::from_secs(30);
+    let err = ex.submit(StarveThenMake { len: 2 * MIB }).join_timeout(limit).expect("no hang").unwrap_err();
     assert!(err.is_codec(), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("could not be put in shared memory"), "{message}");
-    assert!(message.contains("RLIMIT_NOFILE"), "{message}");
+    // The cause itself (EMFILE), beside the advice.
+    assert!(message.contains("Too many open files"), "{message}");
     // The worker is unharmed; a small result needs no segment.
-    assert_eq!(ex.submit(StarveThenMake { len: 10 }).join().unwrap(), pattern(10, 1));
+    assert_eq!(ex.submit(StarveThenMake { len: 10 }).join_timeout(limit).expect("no hang").unwrap(), pattern(10, 1));
+}
+
+#[test]
+fn a_segment_that_a_memory_limit_refuses_is_a_codec_error_not_a_hang() {
+    let ex = executor(1);
+    let limit = std::time::Duration::from_secs(30);
+    let len = 64 * MIB;
+    let err = ex.submit(CapMemoryThenReturn { len }).join_timeout(limit).expect("no hang").unwrap_err();
+    assert!(err.is_codec(), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&format!("a {len}-byte Bytes could not be put in shared memory")), "{message}");
+    assert!(message.contains("Cannot allocate memory"), "the cause (ENOMEM): {message}");
+    assert!(message.contains("memory cgroup"), "the advice: {message}");
+    // The same worker goes on once its limit is raised again.
+    let pid = ex.workers()[0].pid;
+    let back = ex.submit(UncapMemoryThenMake { len }).join_timeout(limit).expect("no hang").unwrap();
+    assert_eq!(back, pattern(len, 3));
+    assert_eq!(ex.workers()[0].pid, pid, "the worker was not replaced");
 }
 
 /// 1.5 GiB in one argument, over the 1 GiB limit of a frame: it travels out of band, and comes
