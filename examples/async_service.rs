@@ -26,6 +26,10 @@ fn parse(doc: String) -> usize {
             std::thread::sleep(Duration::from_secs(5));
             0
         }
+        "<long>" => {
+            std::thread::sleep(Duration::from_millis(300)); // a large document
+            0
+        }
         text => text.split_whitespace().count(),
     }
 }
@@ -79,14 +83,18 @@ async fn main() {
     let gave_up = tokio::time::timeout(Duration::from_millis(100), guarded).await.is_err();
     println!("{:>20}  ->  client gave up: {gave_up}; its task was killed, not left running", "<slow>");
 
-    // Results in completion order, as a stream would give them.
-    let handles = ["a b", "a b c d e", "a"].map(|doc| ex.submit(Parse { doc: doc.into() }));
+    // Results in completion order, awaited as a stream (`as_completed` is also a
+    // `futures_core::Stream`; `StreamExt::next` from futures or tokio-stream does the same as
+    // this `poll_fn`). The long document, submitted first, comes last.
+    let handles = ["<long>", "a b c d e", "a"].map(|doc| ex.submit(Parse { doc: doc.into() }));
+    let mut stream = workpool::as_completed(handles);
     let mut order = Vec::new();
-    for (index, words) in workpool::as_completed(handles) {
+    while let Some((index, words)) =
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)).await
+    {
         order.push((index, words.expect("parsed")));
     }
-    order.sort();
-    println!("{:>20}  ->  {order:?} (index, words)", "as_completed");
+    println!("{:>20}  ->  {order:?} (index, words, in completion order)", "as_completed");
 
     ex.shutdown_async(Shutdown::Wait).await;
     stop.store(true, Ordering::SeqCst);
