@@ -154,6 +154,25 @@ fn parallel_stats_measure_batches_efficiency_and_the_serial_fraction() {
 
 // ===== the timeline =====
 
+#[test]
+fn one_parallel_call_records_its_timeline_on_processes_and_none_on_threads() {
+    let ex = Executor::builder().workers(2).build().unwrap();
+    let mut run = Parallel::new().executor(ex).n_jobs(2).batch_size(5).iter((0..100).map(Square));
+    let recording = run.record().expect("the process backend records");
+    let squares: Vec<u64> = run.by_ref().map(Result::unwrap).collect();
+    let timeline = recording.finish();
+    assert_eq!(squares.len(), 100);
+    // Every task is counted; each batch is one span, of its size, on one of the two slots' tracks.
+    assert_eq!(timeline.tasks(), 100);
+    let trace: Value = serde_json::from_str(&timeline.to_chrome_json()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let spans: Vec<&Value> = events.iter().filter(|e| e["cat"] == "task").collect();
+    assert_eq!(spans.len(), 20, "a span per batch of 5");
+    assert!(spans.iter().all(|e| e["args"]["tasks"] == 5 && e["tid"].as_u64().unwrap() < 2), "{spans:?}");
+    let threads = Parallel::new().backend(workpool::Backend::Threads).n_jobs(2).iter((0..10).map(Square));
+    assert!(threads.record().is_none());
+}
+
 fn spans_on(events: &[Value], tid: u64) -> Vec<(f64, f64, String)> {
     let mut spans: Vec<(f64, f64, String)> = events
         .iter()

@@ -98,6 +98,8 @@ pub(crate) struct Completion {
     condvar: Condvar,
     /// The task's type name (for errors).
     task: &'static str,
+    /// Tasks in it: 1, or a `Parallel` batch's size (for the timeline).
+    count: u32,
     notify: Option<Notify>,
     /// Run time the worker reported, in ns; written by the feeder before it completes the task,
     /// read by the batch's owner after.
@@ -119,11 +121,12 @@ pub(crate) struct Completion {
 }
 
 impl Completion {
-    pub(crate) fn new(task: &'static str, notify: Option<Notify>) -> Arc<Self> {
+    pub(crate) fn new(task: &'static str, count: u32, notify: Option<Notify>) -> Arc<Self> {
         Arc::new(Completion {
             state: Mutex::new(State::Queued),
             condvar: Condvar::new(),
             task,
+            count,
             notify,
             elapsed_ns: AtomicU64::new(0),
             waker: Mutex::new(None),
@@ -138,6 +141,11 @@ impl Completion {
     /// The task's type name.
     pub(crate) fn task(&self) -> &'static str {
         self.task
+    }
+
+    /// Tasks in it (a batch's size; 1 for one task).
+    pub(crate) fn count(&self) -> u32 {
+        self.count
     }
 
     /// Records the run time the worker reported (before completing).

@@ -196,7 +196,7 @@ impl Shared {
         notify: Option<Notify>,
         timeout: Option<Duration>,
     ) -> Arc<Completion> {
-        let completion = Completion::new(name, notify);
+        let completion = Completion::new(name, count, notify);
         let Some(entry) = entry else {
             completion.fail(ErrorKind::NotRegistered);
             return completion;

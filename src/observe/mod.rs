@@ -179,7 +179,7 @@ impl SlotObserver {
     /// its result was read; `empty` when nothing is left in flight.
     pub(crate) fn done(
         &mut self,
-        task: (&'static str, u64, usize),
+        task: (&'static str, u32, u64, usize),
         elapsed_ns: u64,
         bytes: usize,
         now: Instant,
@@ -195,9 +195,10 @@ impl SlotObserver {
         if self.shared.is_recording() {
             let began = now.checked_sub(Duration::from_nanos(elapsed_ns)).unwrap_or(now);
             let (start, end) = self.span(began, now);
-            let (name, id, bytes_in) = task;
+            let (name, count, id, bytes_in) = task;
             self.record(Event::Task {
                 name,
+                count,
                 id,
                 bytes_in: bytes_in as u64,
                 bytes_out: bytes as u64,
@@ -224,7 +225,7 @@ impl SlotObserver {
         pid: u32,
         cause: DeathCause,
         status: &str,
-        running: Option<(&'static str, u64, usize, Option<Instant>)>,
+        running: Option<(&'static str, u32, u64, usize, Option<Instant>)>,
     ) {
         let now = Instant::now();
         // Its tasks failed or went back to the queue: the slot has nothing in flight.
@@ -232,12 +233,13 @@ impl SlotObserver {
         self.respawn = true;
         let signal = signal_in(status);
         self.counters().count_death(cause, signal.is_some());
-        log::died(self.index, pid, cause, status, running.map(|r| (r.0, r.1)));
+        log::died(self.index, pid, cause, status, running.map(|r| (r.0, r.2)));
         if self.shared.is_recording() {
-            if let Some((name, id, bytes_in, since)) = running {
+            if let Some((name, count, id, bytes_in, since)) = running {
                 let (start, end) = self.span(since.unwrap_or(now), now);
                 let failed = Some(status.to_string());
-                self.record(Event::Task { name, id, bytes_in: bytes_in as u64, bytes_out: 0, start, end, failed });
+                let bytes_in = bytes_in as u64;
+                self.record(Event::Task { name, count, id, bytes_in, bytes_out: 0, start, end, failed });
             }
             self.record(Event::Death { at: now, pid, cause, status: status.to_string(), signal });
         }

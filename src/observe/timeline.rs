@@ -9,8 +9,10 @@
 //! task on a feeder).
 //!
 //! The trace: one process; one track (a "thread" in the format) per worker slot, `tid` = slot
-//! index, with a complete event (`ph: "X"`) per task (name: the task type; args: id, bytes in
-//! and out; a task whose worker died has `failed`), per worker start, and instant events
+//! index, with a complete event (`ph: "X"`) per task (name: the task type; args: id, `tasks`,
+//! bytes in and out; a task whose worker died has `failed`) — a batch of a `Parallel` run is one
+//! such span, its `tasks` the batch's size, since its worker runs them back to back and reports
+//! them together — per worker start, and instant events
 //! (`ph: "i"`) for deaths (with the signal), timeouts, recycling and idle exits; one track per
 //! calling thread that waited (`tid` ≥ [`CALLER_TID`]); Ctrl-C as a global instant event.
 //! Spans on one track never overlap: each begins no earlier than the previous one ended.
@@ -28,8 +30,10 @@ pub(super) const CALLER_TID: u64 = 1000;
 /// Something that happened on one slot.
 #[derive(Clone, Debug)]
 pub(super) enum Event {
+    /// A task's span, or a `Parallel` batch's (`count` tasks, run one after another).
     Task {
         name: &'static str,
+        count: u32,
         id: u64,
         bytes_in: u64,
         bytes_out: u64,
@@ -355,8 +359,14 @@ impl Timeline {
     ///     assert_eq!(recording.finish().tasks(), 1);
     /// }
     /// ```
+    ///
+    /// A `Parallel` batch counts as the tasks in it (it is one span, see the module docs).
     pub fn tasks(&self) -> usize {
-        self.slots.iter().flatten().filter(|e| matches!(e, Event::Task { .. })).count()
+        let count = |e: &Event| match e {
+            Event::Task { count, .. } => *count as usize,
+            _ => 0,
+        };
+        self.slots.iter().flatten().map(count).sum()
     }
 
     /// The Chrome trace-event JSON of the recording (see the module docs of `timeline.rs` for
@@ -432,8 +442,8 @@ impl Timeline {
 fn slot_event(event: &Event, pid: u32, tid: usize, us: &dyn Fn(Instant) -> f64) -> Value {
     let instant = |name: &str, cat: &str, at: Instant, args: Value| json!({"name": name, "cat": cat, "ph": "i", "s": "t", "pid": pid, "tid": tid, "ts": us(at), "args": args});
     match event {
-        Event::Task { name, id, bytes_in, bytes_out, start, end, failed } => {
-            let mut args = json!({"id": id, "bytes_in": bytes_in, "bytes_out": bytes_out});
+        Event::Task { name, count, id, bytes_in, bytes_out, start, end, failed } => {
+            let mut args = json!({"id": id, "tasks": count, "bytes_in": bytes_in, "bytes_out": bytes_out});
             if let Some(failed) = failed {
                 args["failed"] = json!(failed);
             }

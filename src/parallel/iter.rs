@@ -390,6 +390,36 @@ impl<T: Task, I> ParallelIter<T, I> {
         self.counter.snapshot()
     }
 
+    /// Starts recording a timeline of this run, on the process backend: call it before the
+    /// first item, and [`finish`](crate::Recording::finish) the recording after the last one.
+    /// It records the executor the run uses (its own reusable one, or the one given with
+    /// [`Parallel::executor`](crate::Parallel::executor)), so other work on that executor in
+    /// the meantime is in it too. `None` on threads or inline (`n_jobs(1)`): those have no
+    /// worker slots to draw.
+    ///
+    /// ```no_run
+    /// #[workpool::task]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// fn main() {
+    ///     workpool::init();
+    ///     let mut run = workpool::Parallel::new().n_jobs(2).iter((0..1000).map(|n| Square { n }));
+    ///     let recording = run.record().expect("the process backend");
+    ///     let squares: Vec<u64> = run.by_ref().map(Result::unwrap).collect();
+    ///     let timeline = recording.finish();
+    ///     assert_eq!((squares.len(), timeline.tasks()), (1000, 1000));
+    ///     timeline.write_chrome_json("parallel.json").unwrap();
+    /// }
+    /// ```
+    pub fn record(&self) -> Option<crate::Recording> {
+        match &self.runner {
+            Runner::Pool(Pool::Processes(executor)) => Some(executor.record()),
+            _ => None,
+        }
+    }
+
     /// Ends the run: batches not yet started are cancelled, thread batches not yet begun skip
     /// their work, the bar is cleared.
     fn stop(&mut self) {

@@ -227,7 +227,9 @@ impl Feeder {
             None if running.is_some_and(|f| interrupted(&f.env)) => crate::observe::DeathCause::Interrupted,
             None => crate::observe::DeathCause::Crash,
         };
-        let running = running.map(|f| (f.env.completion.task(), f.env.id, f.env.frame.len(), live.running_since));
+        let running = running.map(|f| {
+            (f.env.completion.task(), f.env.completion.count(), f.env.id, f.env.frame.len(), live.running_since)
+        });
         self.observe.died(pid, death, &cause, running);
         // Counters before any handle is completed (see handle_frames); the death is counted
         // before the pid disappears, so no snapshot shows a vanished worker that did not die.

@@ -162,7 +162,7 @@ impl Feeder {
                     // Counters first: whoever `join` wakes must see the task counted as done.
                     slot.tasks_run.fetch_add(1, Ordering::SeqCst);
                     slot.inflight.store(live.inflight.iter().filter(|f| !f.recalled).count(), Ordering::SeqCst);
-                    let task = (f.env.completion.task(), f.env.id, f.env.frame.len());
+                    let task = (f.env.completion.task(), f.env.completion.count(), f.env.id, f.env.frame.len());
                     observe.done(task, elapsed_ns, frame.body.len(), live.front_since, live.inflight.is_empty());
                     f.env.completion.set_elapsed(elapsed_ns);
                     complete(&f.env.completion, done, fds);
