@@ -78,6 +78,37 @@ fn a_timeout_and_a_recycled_worker_are_logged() {
     assert_eq!(ex.stats().total.deaths.timeout, 1);
 }
 
+/// An initializer that fails: no worker of its executor can start.
+#[workpool::task]
+fn refuse_to_start() {
+    panic!("no licence server");
+}
+
+#[test]
+fn a_start_failure_and_an_idle_exit_are_logged_and_a_start_failure_is_on_the_timeline() {
+    capture_logs();
+    let limit = Duration::from_secs(30);
+    let ex = Executor::builder().workers(1).initializer(RefuseToStart {}).build().unwrap();
+    let recording = ex.record();
+    let err = ex.submit(Square(2)).join_timeout(limit).expect("no hang").unwrap_err();
+    assert!(err.is_spawn(), "{err}");
+    let timeline = recording.finish();
+    let given_up = logged_containing("slot 0: no worker could be started");
+    assert!(!given_up.is_empty(), "{:?}", LOGGED.lock());
+    assert_eq!((given_up[0].0, given_up[0].1.as_str()), (log::Level::Warn, "workpool"));
+    assert!(given_up[0].2.contains("no licence server"), "{:?}", given_up[0]);
+    let trace: Value = serde_json::from_str(&timeline.to_chrome_json()).unwrap();
+    let failed: Vec<&Value> =
+        trace["traceEvents"].as_array().unwrap().iter().filter(|e| e["name"] == "start failed").collect();
+    assert!(failed.iter().any(|e| e["args"]["gave_up"] == true && e["tid"] == 0), "{failed:?}");
+
+    let idle = Executor::builder().workers(1).idle_timeout(Duration::from_millis(200)).build().unwrap();
+    let pid = idle.submit(Pid).join_timeout(limit).expect("no hang").unwrap();
+    let exited = format!("worker {pid} exited after its idle timeout");
+    assert!(wait_until(Duration::from_secs(10), || !logged_containing(&exited).is_empty()), "{:?}", LOGGED.lock());
+    assert_eq!(logged_containing(&exited)[0].0, log::Level::Debug);
+}
+
 #[test]
 fn stats_add_up_on_tasks_of_known_length() {
     let ex = Executor::builder().workers(2).build().unwrap();
