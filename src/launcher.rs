@@ -57,6 +57,29 @@ pub(crate) enum KeyVia {
 /// Environment variable that carries the key when the launcher passes the environment on.
 pub(crate) const KEY_VAR: &str = "WORKPOOL_KEY";
 
+/// The "host" of an `srun` slot that Slurm places anywhere in the allocation.
+const ANY_NODE: &str = "a node of the allocation";
+
+/// The tasks of the Slurm allocation this program runs in, from its environment: `SLURM_NTASKS`
+/// (`salloc -n`, `sbatch --ntasks`), else the CPUs of all its nodes (`SLURM_JOB_CPUS_PER_NODE`,
+/// as `"4(x2),2"`: two nodes of 4 and one of 2). `None` outside an allocation.
+fn allocation_tasks(var: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    var("SLURM_JOB_ID")?;
+    if let Some(n) = var("SLURM_NTASKS").or_else(|| var("SLURM_NPROCS")).and_then(|n| n.trim().parse().ok()) {
+        return Some(n);
+    }
+    let per_node = var("SLURM_JOB_CPUS_PER_NODE")?;
+    let mut total = 0;
+    for part in per_node.split(',') {
+        let (cpus, times) = match part.split_once("(x") {
+            Some((cpus, rest)) => (cpus, rest.trim_end_matches(')')),
+            None => (part, "1"),
+        };
+        total += cpus.trim().parse::<usize>().ok()? * times.trim().parse::<usize>().ok()?;
+    }
+    (total > 0).then_some(total)
+}
+
 fn parse_host(text: &str) -> (String, usize) {
     match text.rsplit_once(':') {
         Some((name, slots)) if !name.is_empty() => match slots.parse::<usize>() {
@@ -145,22 +168,37 @@ impl Launcher {
     }
 
     /// Workers started by Slurm's `srun`, inside an allocation (`salloc`, `sbatch`): one job
-    /// step of one task per worker (`srun --nodes=1 --ntasks=1`), placed by Slurm unless
-    /// [`hosts`](Launcher::hosts) names nodes (`--nodelist`). The key travels in the step's
+    /// step of one task per worker (`srun --nodes=1 --ntasks=1 --exact`), placed by Slurm
+    /// unless [`hosts`](Launcher::hosts) names nodes (`--nodelist`). Without hosts, the
+    /// allocation's `SLURM_*` variables give the slots: `SLURM_NTASKS`, else the CPUs of its
+    /// nodes (`SLURM_JOB_CPUS_PER_NODE`); outside an allocation, one slot, each worker then a
+    /// job of its own. Each worker reports the node and step it runs in (`SLURMD_NODENAME`,
+    /// `SLURM_JOB_ID`, `SLURM_STEP_ID`), which name it in errors. The key travels in the step's
     /// environment (`--export` of workpool's variables only).
     ///
+    /// One step per worker rather than one step of all of them: a worker that dies (a crash
+    /// in its task, a timeout) then ends only its own step, and its slot starts a new one.
+    ///
     /// ```
+    /// // In `salloc -n 8`: 8 slots, wherever Slurm puts them.
+    /// let in_allocation = workpool::Launcher::srun();
+    /// # let _ = in_allocation;
     /// let launcher = workpool::Launcher::srun().hosts(["node1:8"]);
     /// assert_eq!(launcher.slots(), 8);
     /// ```
     pub fn srun() -> Launcher {
-        Launcher { kind: Kind::Srun, hosts: vec![("localhost".into(), 1)], program: None }
+        Launcher { kind: Kind::Srun, hosts: Vec::new(), program: None }
     }
 
     /// Workers started by `mpirun` (Open MPI or MPICH): one process per worker (`-np 1`, on
     /// `--host` when [`hosts`](Launcher::hosts) names some). No MPI library is linked; the key
     /// travels in the environment (`-x`). As root, Open MPI's `--allow-run-as-root` is added;
-    /// `--oversubscribe` always.
+    /// `--oversubscribe` always. Each worker reports its node and rank
+    /// (`OMPI_COMM_WORLD_RANK`, `PMIX_RANK` or `PMI_RANK`), which name it in errors.
+    ///
+    /// One `mpirun` per worker rather than one job of all of them: MPI ends a whole job when
+    /// one of its processes dies abnormally (Open MPI's default), and a crashing task must
+    /// cost its own worker only.
     ///
     /// ```
     /// let launcher = workpool::Launcher::mpirun().hosts(["localhost:2"]);
@@ -228,6 +266,9 @@ impl Launcher {
     /// assert_eq!(workpool::Launcher::ssh(["a:2", "b"]).slots(), 3);
     /// ```
     pub fn slots(&self) -> usize {
+        if self.kind == Kind::Srun && self.hosts.is_empty() {
+            return allocation_tasks(|name| std::env::var(name).ok()).unwrap_or(1);
+        }
         self.hosts.iter().map(|(_, n)| n).sum()
     }
 
@@ -238,6 +279,9 @@ impl Launcher {
     /// The host of slot `index`: the hosts' slots in order, round again when there are more
     /// workers than slots.
     pub(crate) fn host_of(&self, index: usize) -> String {
+        if self.kind == Kind::Srun && self.hosts.is_empty() {
+            return ANY_NODE.to_string();
+        }
         let all: Vec<&str> = self.hosts.iter().flat_map(|(h, n)| std::iter::repeat_n(h.as_str(), *n)).collect();
         all.get(index % all.len().max(1)).map_or_else(|| "localhost".to_string(), |h| h.to_string())
     }
@@ -297,8 +341,10 @@ impl Launcher {
             }
             Kind::Srun => {
                 let mut cmd = Command::new("srun");
-                cmd.args(["--nodes=1", "--ntasks=1", "--kill-on-bad-exit=1"]);
-                if host != "localhost" {
+                // `--exact`: a step takes one task's share of the allocation, not all of it, so
+                // that the other slots' steps can run beside it.
+                cmd.args(["--nodes=1", "--ntasks=1", "--exact", "--kill-on-bad-exit=1"]);
+                if host != "localhost" && host != ANY_NODE {
                     cmd.arg(format!("--nodelist={host}"));
                 }
                 let mut names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
@@ -331,6 +377,28 @@ mod tests {
             (l.host_of(0), l.host_of(1), l.host_of(2), l.host_of(4)),
             ("a".into(), "a".into(), "b".into(), "a".into())
         );
+    }
+
+    #[test]
+    fn an_allocation_gives_srun_its_slots() {
+        fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        }
+        assert_eq!(allocation_tasks(env(&[])), None, "outside an allocation");
+        assert_eq!(allocation_tasks(env(&[("SLURM_NTASKS", "4")])), None, "no job id: no allocation");
+        assert_eq!(allocation_tasks(env(&[("SLURM_JOB_ID", "7"), ("SLURM_NTASKS", "6")])), Some(6));
+        let cpus = [("SLURM_JOB_ID", "7"), ("SLURM_JOB_CPUS_PER_NODE", "4(x2),2")];
+        assert_eq!(allocation_tasks(env(&cpus)), Some(10));
+        assert_eq!(allocation_tasks(env(&[("SLURM_JOB_ID", "7"), ("SLURM_JOB_CPUS_PER_NODE", "x")])), None);
+        let l = Launcher::srun();
+        assert_eq!(l.host_of(3), ANY_NODE);
+        let (cmd, via) = l.command_for(&l.host_of(0), &[], &["/bin/w".into()]);
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(via, KeyVia::Environment);
+        assert!(args.contains(&"--exact".to_string()) && !args.iter().any(|a| a.starts_with("--nodelist")), "{args:?}");
+        let named = Launcher::srun().hosts(["n1:2"]);
+        let (cmd, _) = named.command_for(&named.host_of(1), &[], &["/bin/w".into()]);
+        assert!(cmd.get_args().any(|a| a == "--nodelist=n1"));
     }
 
     #[test]

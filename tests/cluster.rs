@@ -99,6 +99,9 @@ fn a_crash_costs_its_task_and_names_the_signal_and_host() {
     assert!(err.is_worker_death(), "{err}");
     let text = err.to_string();
     assert!(text.contains("SIGABRT") && text.contains("localhost"), "{text}");
+    // The host asked for, and where the worker says it ran (no Slurm or MPI here: its host name).
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(text.contains(&format!("localhost ({})", hostname.trim())), "{text}");
     assert_eq!(ex.submit(Square { n: 4 }).join().unwrap(), 16, "the slot restarts through the launcher");
 }
 

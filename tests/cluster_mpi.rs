@@ -35,6 +35,8 @@ fn mpirun_workers_run_tasks_survive_a_crash_and_leave_nothing() {
     assert_eq!(size.as_deref(), Some("1"), "one rank per worker, under mpirun");
     let err = ex.submit(AbortNow {}).join().unwrap_err();
     assert!(err.is_worker_death() && err.to_string().contains("SIGABRT"), "{err}");
+    // Named by where it ran, as MPI placed it.
+    assert!(err.to_string().contains(", MPI rank 0 of 1)"), "{err}");
     let results: Vec<_> = ex.map((0..20).map(|_| RankPid {})).map(Result::unwrap).collect();
     assert_eq!(results.len(), 20);
     drop(ex);

@@ -223,7 +223,7 @@ impl Cluster {
             why: Mutex::new(None),
             stdin: Mutex::new(stdin),
             child: Mutex::new(Some(child)),
-            host,
+            host: Mutex::new(host),
         });
         spawn_relays(&link, theirs, tcp_out);
         let claims = Claims::none().map_err(|e| format!("claim ring: {e}"));
@@ -296,7 +296,9 @@ pub(crate) struct Link {
     /// The launcher's standard input: its end tells the supervisor to stop.
     stdin: Mutex<Option<std::process::ChildStdin>>,
     child: Mutex<Option<Child>>,
-    pub(crate) host: String,
+    /// The host the launcher was asked for, then with where the worker says it runs (its
+    /// `PLACE` report): "localhost (node17, Slurm step 42.3)".
+    host: Mutex<String>,
 }
 
 impl Link {
@@ -337,9 +339,9 @@ impl RemoteEnd for Link {
         }
         let status = *self.status.lock();
         let words = match (status, self.why.lock().clone()) {
-            (Some(status), _) => format!("{} on host {}", super::spawn::describe(status), self.host),
-            (None, Some(why)) => format!("{why} (host {})", self.host),
-            (None, None) => format!("ended (host {})", self.host),
+            (Some(status), _) => format!("{} on host {}", super::spawn::describe(status), self.host.lock()),
+            (None, Some(why)) => format!("{why} (host {})", self.host.lock()),
+            (None, None) => format!("ended (host {})", self.host.lock()),
         };
         (words, status)
     }
@@ -417,6 +419,13 @@ fn spawn_relays(link: &Arc<Link>, local: UnixStream, mut tcp_out: TcpStream) {
                     for (kind, body) in controls {
                         if kind == relay::EXIT && body.len() == 4 {
                             *in_link.status.lock() = Some(i32::from_le_bytes(body[..4].try_into().expect("4 bytes")));
+                        }
+                        if kind == relay::PLACE {
+                            let place = String::from_utf8_lossy(&body).into_owned();
+                            let mut host = in_link.host.lock();
+                            if !place.is_empty() && *host != place {
+                                *host = format!("{host} ({place})");
+                            }
                         }
                     }
                 }

@@ -9,6 +9,7 @@
 //! | `HEARTBEAT` | both | — (sent between frames when a side has said nothing for [`HEARTBEAT_EVERY`]) |
 //! | `EXIT` | to parent | `i32` wait status of the remote worker process |
 //! | `BYE` | to worker | — (the executor closed the worker: finish, then exit) |
+//! | `PLACE` | to parent | where the worker runs, in words (sent once, first): its node, and its Slurm step or MPI rank |
 //!
 //! A side that hears nothing (not even a heartbeat) for [`SILENCE`] treats the other as dead.
 //! Only bytes cross the link: no descriptor is ever passed (SCM_RIGHTS cannot cross TCP).
@@ -20,6 +21,9 @@ use std::time::Duration;
 pub(crate) const HEARTBEAT: u8 = 30;
 pub(crate) const EXIT: u8 = 31;
 pub(crate) const BYE: u8 = 32;
+pub(crate) const PLACE: u8 = 33;
+/// The longest body of a link-only frame.
+pub(crate) const CONTROL_MAX: usize = 256;
 
 /// How often a quiet side sends a heartbeat.
 pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
@@ -75,8 +79,8 @@ impl Splitter {
                 }
                 self.body_left = len - (HEADER - 4);
                 let kind = self.header[4];
-                if strip && matches!(kind, HEARTBEAT | EXIT | BYE) {
-                    if self.body_left > 64 {
+                if strip && matches!(kind, HEARTBEAT | EXIT | BYE | PLACE) {
+                    if self.body_left > CONTROL_MAX {
                         return Err(io::Error::other(format!("link frame {kind} with a {}-byte body", self.body_left)));
                     }
                     self.control = Some((kind, Vec::new()));

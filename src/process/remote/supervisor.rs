@@ -45,6 +45,29 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "this host".into(), |h| h.trim().to_string())
 }
 
+/// Where this supervisor runs, in words, from what its launcher told it: the node (Slurm's
+/// `SLURMD_NODENAME`, else the host name) and, under Slurm, the job step (`SLURM_JOB_ID`,
+/// `SLURM_STEP_ID`), under MPI, the rank (`OMPI_COMM_WORLD_RANK`, `PMIX_RANK` or `PMI_RANK`, of
+/// `OMPI_COMM_WORLD_SIZE` or `PMI_SIZE`). The parent names the worker by it in what it reports.
+pub(crate) fn placement(var: impl Fn(&str) -> Option<String>) -> String {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let node = var("SLURMD_NODENAME").unwrap_or_else(hostname);
+    let mut place = if let Some(job) = var("SLURM_JOB_ID") {
+        let step = var("SLURM_STEP_ID").map(|s| format!(".{s}")).unwrap_or_default();
+        format!("{node}, Slurm step {job}{step}")
+    } else if let Some(rank) = var("OMPI_COMM_WORLD_RANK").or_else(|| var("PMIX_RANK")).or_else(|| var("PMI_RANK")) {
+        let size =
+            var("OMPI_COMM_WORLD_SIZE").or_else(|| var("PMI_SIZE")).map(|s| format!(" of {s}")).unwrap_or_default();
+        format!("{node}, MPI rank {rank}{size}")
+    } else {
+        node
+    };
+    while place.len() > relay::CONTROL_MAX {
+        place.pop();
+    }
+    place
+}
+
 fn run() -> io::Result<i32> {
     let var = |name: &str| std::env::var(name).map_err(|_| io::Error::other(format!("{name} is not set")));
     let address: SocketAddr = var(CONNECT_VAR)?.parse().map_err(|e| io::Error::other(format!("{CONNECT_VAR}: {e}")))?;
@@ -70,6 +93,8 @@ fn run() -> io::Result<i32> {
     auth::worker_side(&mut tcp, &key, launch, print)
         .map_err(|e| io::Error::other(format!("joining the executor at {address}: {e}")))?;
     tcp.set_read_timeout(Some(SILENCE))?;
+    let place = placement(|name| std::env::var(name).ok());
+    relay::write_all(&mut tcp, &relay::control(relay::PLACE, place.as_bytes()))?;
 
     let (ours, theirs) = UnixStream::pair()?;
     let high = |fd: BorrowedFd<'_>| sys::dup_high(fd);
@@ -209,5 +234,25 @@ fn wait_status(pid: u32) -> i32 {
         if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return status;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placement;
+
+    #[test]
+    fn placement_names_the_node_and_the_step_or_rank() {
+        fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        }
+        let slurm = [("SLURMD_NODENAME", "node17"), ("SLURM_JOB_ID", "42"), ("SLURM_STEP_ID", "3")];
+        assert_eq!(placement(env(&slurm)), "node17, Slurm step 42.3");
+        let mpi = [("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "1")];
+        assert!(placement(env(&mpi)).ends_with(", MPI rank 0 of 1"), "{}", placement(env(&mpi)));
+        assert!(placement(env(&[("PMI_RANK", "2")])).ends_with(", MPI rank 2"));
+        assert_eq!(placement(env(&[])), super::hostname());
+        let long = "n".repeat(1000);
+        assert!(placement(env(&[("SLURMD_NODENAME", &long)])).len() <= super::relay::CONTROL_MAX);
     }
 }
