@@ -54,10 +54,10 @@ pub(crate) fn from_hex(text: &str) -> Option<Key> {
 fn tag(key: &Key, label: &[u8], launch: u64, worker_nonce: &Key, parent_nonce: &Key, print: u64) -> HMAC {
     let mut mac = HMAC::new(key);
     mac.update(label);
-    mac.update(&launch.to_le_bytes());
+    mac.update(launch.to_le_bytes());
     mac.update(worker_nonce);
     mac.update(parent_nonce);
-    mac.update(&print.to_le_bytes());
+    mac.update(print.to_le_bytes());
     mac
 }
 
