@@ -1,5 +1,6 @@
-//! `workpool::Shared`: one value read by many tasks is decoded at most once per worker process,
-//! leaves the workers' caches once the parent has dropped it, fails clearly when it cannot be
+//! `workpool::Shared`: one value read by many tasks is decoded at most once per worker process
+//! while the parent holds it, leaves the workers' caches soon after the parent has dropped it
+//! (idle workers too), fails clearly when it cannot be
 //! decoded, leaks nothing when a worker dies holding it, and is an `Arc` on threads.
 
 mod common;
@@ -108,7 +109,7 @@ fn a_hundred_tasks_on_two_workers_decode_the_value_at_most_once_per_worker() {
 }
 
 #[test]
-fn workers_drop_the_value_after_the_parent_drops_its_last_clone() {
+fn idle_workers_drop_the_value_soon_after_the_parent_drops_its_last_clone() {
     let _serial = serial();
     let ex = executor(2);
     let data = Shared::new(Bytes::from(vec![5u8; 2 * MIB]));
@@ -121,22 +122,34 @@ fn workers_drop_the_value_after_the_parent_drops_its_last_clone() {
     }
     let holding: Vec<_> = ex.map((0..10).map(|_| CacheSize)).map(|r| r.expect("task")).collect();
     assert!(holding.iter().any(|&(_, n)| n == 1), "a worker caches the value while it lives: {holding:?}");
+    assert!(pids.iter().all(|&pid| segment_maps(pid) == 1), "each worker maps the value once");
     drop(data);
-    // Each worker lets go after 32 tasks in a row without it: run tasks until both report
-    // an empty cache (bounded).
-    let mut empty = BTreeMap::new();
-    for _ in 0..40 {
-        for (pid, n) in ex.map((0..20).map(|_| CacheSize)).map(|r| r.expect("task")) {
-            empty.insert(pid, n == 0);
-        }
-        if pids.iter().all(|p| empty.get(p) == Some(&true)) {
-            break;
-        }
+    // No task runs from here on: the executor tells its idle workers, which unmap the value.
+    let gone = wait_until(Duration::from_secs(5), || pids.iter().all(|&pid| segment_maps(pid) == 0));
+    let left: Vec<_> = pids.iter().map(|&pid| (pid, segment_maps(pid))).collect();
+    assert!(gone, "idle workers still map the released value: {left:?}");
+    let after: Vec<_> = ex.map((0..10).map(|_| CacheSize)).map(|r| r.expect("task")).collect();
+    assert!(after.iter().all(|&(_, n)| n == 0), "{after:?}");
+}
+
+#[test]
+fn a_value_the_parent_still_holds_is_decoded_once_however_many_tasks_come_between() {
+    let _serial = serial();
+    let ex = executor(1);
+    let table = Shared::new(Counted((0..1000).collect()));
+    let (pid, decodes, _) = ex.submit(ReadTable { table: table.clone() }).join().unwrap();
+    assert_eq!(decodes, 1);
+    // Many tasks without it, and other shared values made and dropped meanwhile.
+    for round in 0..5 {
+        let other = Shared::new(Bytes::from(vec![round as u8; 2 * MIB]));
+        let _: Vec<_> = ex.map((0..20).map(|_| ReadBytes { data: other.clone() })).map(|r| r.unwrap()).collect();
+        drop(other);
+        let _: Vec<_> = ex.map((0..20).map(|_| CacheSize)).map(|r| r.unwrap()).collect();
     }
-    assert!(pids.iter().all(|p| empty.get(p) == Some(&true)), "caches not emptied: {empty:?} of {pids:?}");
-    for pid in pids {
-        assert_eq!(segment_maps(pid), 0, "worker {pid} still maps the released segment");
-    }
+    let (same, decodes, sum) = ex.submit(ReadTable { table: table.clone() }).join().unwrap();
+    assert_eq!(same, pid, "the same worker");
+    assert_eq!(sum, (0..1000u64).sum::<u64>());
+    assert_eq!(decodes, 1, "decoded again although the parent never let go of it");
 }
 
 #[test]

@@ -11,12 +11,13 @@
 //! that names an id the worker already has gets that value (the descriptor that came with
 //! the frame is unmapped and closed unused); only a missing id is decoded.
 //!
-//! **Release.** The parent does not tell its workers when it drops a value. A worker drops
-//! its cached copy once [`KEEP_FOR`] of its tasks in a row have not used it: a value the parent
-//! no longer holds is never sent again, so it leaves every worker's cache after that many
-//! further tasks there (an idle worker keeps it until it runs them). The price: a value the
-//! parent still holds but has not sent to that worker for `KEEP_FOR` tasks is decoded again
-//! when it comes back.
+//! **Release.** A worker keeps a value as long as the parent does. A value that was sent is
+//! kept alive by the tasks that carry it until they are done (each task's envelope holds a
+//! clone, [`oob::keeping`]); when the last clone in the parent is gone, its id goes into the
+//! process's release log ([`releases`], [`released_since`]), and every feeder tells its worker
+//! with a `FORGET` frame — before its next task, or within 100 ms while it idles — and the
+//! worker drops its copy ([`forget`]). A worker started after the release never receives the
+//! value: no task that carries it is left.
 
 use super::segment::Segment;
 use super::{oob, Bytes, Raw, RawBuf, Repr};
@@ -31,8 +32,8 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A worker drops a cached value after this many of its tasks in a row did not use it.
-pub(crate) const KEEP_FOR: u64 = 32;
+/// Released ids the log keeps; a feeder further behind tells its worker to forget everything.
+const LOG_KEEPS: usize = 1 << 16;
 
 /// Read-only data that many tasks use — a lookup table, a model, a dataset — sent to each
 /// worker process once instead of with every task.
@@ -43,10 +44,10 @@ pub(crate) const KEEP_FOR: u64 = 32;
 /// decodes it at most once and keeps it in a cache for the tasks that follow; a
 /// `Shared<Bytes>` is not even decoded: the worker maps the segment, no copy at all.
 ///
-/// * **Release.** A worker drops its cached copy after 32 of its own tasks in a row did not
-///   use it (a value the parent has dropped is never sent again, so it goes after 32 more
-///   tasks on that worker). A value still alive but unused by a worker for 32 tasks is decoded
-///   again when it returns. The memory of the segment is freed with its last descriptor and
+/// * **Release.** A worker keeps its copy while the parent holds a clone (however many tasks
+///   without it come in between), and drops it once the parent's last clone and the last
+///   task that carried it are gone: the executor tells each worker, within 100 ms even while
+///   the worker idles. The memory of the segment is freed with its last descriptor and
 ///   mapping, whatever dies.
 /// * **Threads.** On [`Backend::Threads`](crate::Backend) and a
 ///   [`ThreadPool`](crate::ThreadPool) nothing is serialized: a `Shared` is an `Arc`.
@@ -97,6 +98,8 @@ pub struct Shared<T>(Arc<Inner<T>>);
 
 struct Inner<T> {
     id: u64,
+    /// Sent to a worker (in the parent): its release goes into the log when it is dropped.
+    sent: AtomicBool,
     value: T,
     /// The value's encoding, made the first time it goes out of band (or received).
     segment: OnceLock<Arc<Segment>>,
@@ -114,7 +117,15 @@ impl<T> Shared<T> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         // Unique among the processes alive together: this process's id and a counter.
         let id = u64::from(std::process::id()) << 32 | (NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
-        Shared(Arc::new(Inner { id, value, segment: OnceLock::new() }))
+        Shared(Arc::new(Inner { id, sent: AtomicBool::new(false), value, segment: OnceLock::new() }))
+    }
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        if self.sent.load(Ordering::Relaxed) {
+            release(self.id);
+        }
     }
 }
 
@@ -163,14 +174,11 @@ static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
 struct Cached {
     value: Arc<dyn Any + Send + Sync>,
-    last_used: u64,
 }
 
 #[derive(Default)]
 struct Cache {
     entries: HashMap<u64, Cached>,
-    /// Tasks this worker has run.
-    tasks: u64,
 }
 
 /// The values this process received, by id.
@@ -186,22 +194,18 @@ pub(crate) fn in_worker() {
     IN_WORKER.store(true, Ordering::Relaxed);
 }
 
-/// Called by the worker loop after each task: drops the values [`KEEP_FOR`] tasks in a row did
-/// not use (dropped outside the lock).
-pub(crate) fn task_done() {
-    let mut dropped = Vec::new();
-    {
+/// A `FORGET` from the executor: drops the cached values with these ids, or every one when
+/// `ids` is empty (the executor's log no longer reached back far enough). Dropped outside the
+/// lock.
+pub(crate) fn forget(ids: &[u64]) {
+    let dropped: Vec<Cached> = {
         let mut cache = cache().lock().unwrap_or_else(|p| p.into_inner());
-        cache.tasks += 1;
-        let now = cache.tasks;
-        cache.entries.retain(|_, e| {
-            let keep = now - e.last_used <= KEEP_FOR;
-            if !keep {
-                dropped.push(e.value.clone());
-            }
-            keep
-        });
-    }
+        if ids.is_empty() {
+            cache.entries.drain().map(|(_, e)| e).collect()
+        } else {
+            ids.iter().filter_map(|id| cache.entries.remove(id)).collect()
+        }
+    };
     drop(dropped);
 }
 
@@ -209,10 +213,8 @@ fn cached<T: Send + Sync + 'static>(id: u64) -> Option<Shared<T>> {
     if !IN_WORKER.load(Ordering::Relaxed) {
         return None;
     }
-    let mut cache = cache().lock().unwrap_or_else(|p| p.into_inner());
-    let now = cache.tasks;
-    let entry = cache.entries.get_mut(&id)?;
-    entry.last_used = now;
+    let cache = cache().lock().unwrap_or_else(|p| p.into_inner());
+    let entry = cache.entries.get(&id)?;
     entry.value.clone().downcast::<Inner<T>>().ok().map(Shared)
 }
 
@@ -221,9 +223,49 @@ fn remember<T: Send + Sync + 'static>(shared: Shared<T>) -> Shared<T> {
         return shared;
     }
     let mut cache = cache().lock().unwrap_or_else(|p| p.into_inner());
-    let now = cache.tasks;
-    let entry = cache.entries.entry(shared.0.id).or_insert_with(|| Cached { value: shared.0.clone(), last_used: now });
+    let entry = cache.entries.entry(shared.0.id).or_insert_with(|| Cached { value: shared.0.clone() });
     entry.value.clone().downcast::<Inner<T>>().map(Shared).unwrap_or(shared)
+}
+
+// ===== the parent's release log =====
+
+/// Ids of values that were sent and are gone, in order; `first` is the sequence number of the
+/// oldest one kept.
+#[derive(Default)]
+struct ReleaseLog {
+    ids: std::collections::VecDeque<u64>,
+    first: u64,
+}
+
+static LOG: Mutex<ReleaseLog> = Mutex::new(ReleaseLog { ids: std::collections::VecDeque::new(), first: 0 });
+/// Releases logged so far (the sequence number of the next one): what a feeder compares its
+/// own count with, one relaxed load per round.
+static RELEASES: AtomicU64 = AtomicU64::new(0);
+
+fn release(id: u64) {
+    let mut log = LOG.lock().unwrap_or_else(|p| p.into_inner());
+    log.ids.push_back(id);
+    if log.ids.len() > LOG_KEEPS {
+        log.ids.pop_front();
+        log.first += 1;
+    }
+    RELEASES.fetch_add(1, Ordering::Release);
+}
+
+/// How many values were released so far (see the module docs).
+pub(crate) fn releases() -> u64 {
+    RELEASES.load(Ordering::Acquire)
+}
+
+/// The ids released after the first `seen` releases, and the count they bring it to; `None`
+/// for the ids when the log no longer reaches back to `seen` (then: forget everything).
+pub(crate) fn released_since(seen: u64) -> (Option<Vec<u64>>, u64) {
+    let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
+    let now = log.first + log.ids.len() as u64;
+    if seen < log.first {
+        return (None, now);
+    }
+    (Some(log.ids.iter().skip((seen - log.first) as usize).copied().collect()), now)
 }
 
 // ===== encoding and decoding the value =====
@@ -285,7 +327,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Shared<T> {
             }
             value
         };
-        let inner = Inner { id, value, segment: OnceLock::new() };
+        let inner = Inner { id, sent: AtomicBool::new(false), value, segment: OnceLock::new() };
         if let Some(segment) = segment {
             let _ = inner.segment.set(segment);
         }
@@ -301,6 +343,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Serialize for Shar
         if !oob::is_process_codec() {
             return self.0.value.serialize(serializer);
         }
+        // A worker sends values back, never releases them: only the parent logs releases.
+        if !IN_WORKER.load(Ordering::Relaxed) {
+            self.0.sent.store(true, Ordering::Relaxed);
+        }
+        // The task carrying it keeps it alive until it is done (its release comes after).
+        oob::keep_alive(self.0.clone());
         let mut triple = serializer.serialize_tuple(3)?;
         if oob::can_register() {
             let segment = self.segment();

@@ -38,6 +38,8 @@ pub(crate) struct Envelope {
     /// The shared-memory segments its out-of-band `Bytes` travel in, passed with the frame
     /// (kept until the task is done: a task rescheduled after a crash is sent again with them).
     pub(crate) segments: Vec<Arc<crate::oob::segment::Segment>>,
+    /// The shared values it names, alive until the task is done (see `bytes/shared.rs`).
+    pub(crate) keep: Vec<crate::oob::Keep>,
     pub(crate) completion: Arc<Completion>,
     /// The interrupt epoch ([`crate::interrupt::epoch`]) at submission: a task submitted before a
     /// Ctrl-C is interrupted by it; one submitted after it, never.
@@ -214,7 +216,8 @@ impl Shared {
         let start = wire::task_header(&mut frame, id, entry.key, count);
         // Over a remote link (TCP) no descriptor can travel: every buffer goes inline.
         let out_of_band = self.config.launcher.is_local();
-        let (encoded, segments) = crate::oob::encoding(out_of_band, || encode(&mut frame));
+        let ((encoded, segments), keep) =
+            crate::oob::keeping(|| crate::oob::encoding(out_of_band, || encode(&mut frame)));
         if let Err(message) = encoded {
             completion.fail(ErrorKind::Codec { stage: "encoding the argument", message });
             return completion;
@@ -228,7 +231,7 @@ impl Shared {
             return completion;
         }
         let epoch = crate::interrupt::epoch();
-        self.queue.inject(Envelope { id, frame, segments, completion: completion.clone(), epoch, timeout });
+        self.queue.inject(Envelope { id, frame, segments, keep, completion: completion.clone(), epoch, timeout });
         completion
     }
 }

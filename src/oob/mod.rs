@@ -45,6 +45,34 @@ thread_local! {
     static OUTGOING: RefCell<Option<Vec<Arc<Segment>>>> = const { RefCell::new(None) };
     /// Segments the frame being decoded brought; `None`: it brought none (or no frame).
     static INCOMING: RefCell<Option<Vec<Received>>> = const { RefCell::new(None) };
+    /// What the frame being encoded keeps alive until its task is done (the shared values it
+    /// names); `None`: nothing is collected.
+    static KEEP: RefCell<Option<Vec<Keep>>> = const { RefCell::new(None) };
+}
+
+/// A value a task frame keeps alive (see [`keeping`]).
+pub(crate) type Keep = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Runs `f` (an encoding) and returns, beside its result, the values it asked to keep alive
+/// ([`keep_alive`]): the task's envelope holds them until the task is done, so that a shared
+/// value is released only once no task that carries it is left (`bytes/shared.rs`).
+pub(crate) fn keeping<R>(f: impl FnOnce() -> R) -> (R, Vec<Keep>) {
+    let restore = replace(&KEEP, Some(Vec::new()));
+    let result = f();
+    let kept = KEEP.with(|slot| slot.borrow_mut().take()).unwrap_or_default();
+    drop(restore);
+    (result, kept)
+}
+
+/// Keeps `value` alive with the frame being encoded, inside [`keeping`] (elsewhere: nothing).
+pub(crate) fn keep_alive(value: Keep) {
+    KEEP.with(|slot| {
+        if let Some(kept) = slot.borrow_mut().as_mut() {
+            if !kept.iter().any(|k| Arc::ptr_eq(k, &value)) {
+                kept.push(value);
+            }
+        }
+    });
 }
 
 /// Restores a thread-local on drop (also when the closure panics).

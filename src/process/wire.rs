@@ -14,6 +14,7 @@
 //! |---|---|---|
 //! | `TASK` | to worker | `u64` task key, `u32` count, `u32` claim ticket, encoded argument(s) |
 //! | `SHUTDOWN` | to worker | — (finish, then exit) |
+//! | `FORGET` | to worker | `u64` ids (id 0): shared values the parent released, to drop from the worker's cache; none: drop them all |
 //! | `HELLO` | from worker | `u32` protocol version, `u64` binary fingerprint, `u32` pid |
 //! | `STARTED` | from worker | — (the worker is about to run task `id`) |
 //! | `DONE` | from worker | `u8` status (bit [`ST_KEPT`]: the worker keeps some of the task's segments), `u64` run time in ns, status-specific bytes |
@@ -44,8 +45,9 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 /// Protocol version, carried by `HELLO`; bump on any change to this file's formats.
 /// 3: frames may carry descriptors ([`WITH_FDS`]). 4: a worker answers a task it skips
 /// ([`SKIPPED`]), and says when it keeps a task's segments ([`ST_KEPT`]); the parent's
-/// segments may be recyclable (`oob/pool.rs`).
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+/// segments may be recyclable (`oob/pool.rs`). 5: the parent tells a worker which shared
+/// values it released ([`FORGET`]).
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 /// Set in a frame's kind when the last byte of its body counts the descriptors passed with it.
 pub(crate) const WITH_FDS: u8 = 0x80;
 /// Descriptors a reader holds for frames not complete yet, at most: more is a broken peer.
@@ -57,6 +59,7 @@ pub(crate) const HEADER: usize = 4 + 1 + 8;
 
 pub(crate) const TASK: u8 = 1;
 pub(crate) const SHUTDOWN: u8 = 2;
+pub(crate) const FORGET: u8 = 3;
 pub(crate) const HELLO: u8 = 10;
 pub(crate) const STARTED: u8 = 11;
 pub(crate) const DONE: u8 = 12;
@@ -67,17 +70,26 @@ pub(crate) const RELEASED: u8 = 15;
 /// Appends a `RELEASED` frame: the worker no longer refers to the parent's segments with these
 /// inodes, which it said it kept (`ST_KEPT`).
 pub(crate) fn released(out: &mut Vec<u8>, inodes: &[u64]) {
-    let start = begin_frame(out, RELEASED, 0);
-    for ino in inodes {
-        out.extend_from_slice(&ino.to_le_bytes());
-    }
-    end_frame(out, start).expect("a few inodes fit in a frame");
+    u64s_frame(out, RELEASED, inodes);
 }
 
-/// The inodes of a `RELEASED` body.
-pub(crate) fn parse_released(body: &[u8]) -> Result<Vec<u64>, WireError> {
+/// Appends a `FORGET` frame: the parent released the shared values with these ids (none: all).
+pub(crate) fn forget(out: &mut Vec<u8>, ids: &[u64]) {
+    u64s_frame(out, FORGET, ids);
+}
+
+fn u64s_frame(out: &mut Vec<u8>, kind: u8, values: &[u64]) {
+    let start = begin_frame(out, kind, 0);
+    for value in values {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    end_frame(out, start).expect("a list of at most 64 Ki u64s fits in a frame");
+}
+
+/// The u64s of a `RELEASED` (inodes) or `FORGET` (ids) body.
+pub(crate) fn parse_u64s(body: &[u8]) -> Result<Vec<u64>, WireError> {
     if body.len() % 8 != 0 {
-        return bad("a RELEASED body is not a list of u64 inodes");
+        return bad("a RELEASED or FORGET body is not a list of u64s");
     }
     Ok(body.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }

@@ -117,6 +117,20 @@ pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
                 out_fds.extend(run_one(id, body, fds, &mut out));
                 faults::running(0);
             }
+            wire::FORGET => match wire::parse_u64s(frame.body) {
+                Ok(ids) => {
+                    crate::bytes::shared::forget(&ids);
+                    // What the dropped values held of the parent's segments, it may now reuse.
+                    let released = kept_segments::update(&[]);
+                    if !released.is_empty() {
+                        wire::released(&mut out, &released);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("workpool worker: {e}; exiting");
+                    return EXIT_PROTOCOL;
+                }
+            },
             wire::SHUTDOWN => {
                 return if flush(&mut socket, &mut out, &mut out_fds).is_ok() { 0 } else { EXIT_PROTOCOL }
             }
@@ -226,8 +240,6 @@ pub(crate) fn run_one(id: u64, body: wire::TaskBody<'_>, fds: Vec<OwnedFd>, out:
     let received = Encoded::from_parent(fds);
     let (status, segments) =
         received.decode(|_| oob::encoding(oob::worker_out_of_band(), || (entry.run)(body.payload, body.count, out)));
-    // Shared values the last tasks did not use leave this worker's cache.
-    crate::bytes::shared::task_done();
     // The task's values are dropped by now: a segment still referred to was kept (stored by
     // the task, or a cached shared value), and the parent must not write it again until told.
     let kept = received.kept(&segments);

@@ -70,6 +70,7 @@ impl Feeder {
                     id: env.id,
                     frame: env.frame.clone(),
                     segments: env.segments.clone(),
+                    keep: env.keep.clone(),
                     completion: env.completion.clone(),
                     epoch: env.epoch,
                     timeout: env.timeout,

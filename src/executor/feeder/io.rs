@@ -6,8 +6,9 @@ use super::*;
 impl Feeder {
     /// Step 2: one round of socket I/O.
     pub(super) fn pump(&mut self) {
+        self.forward_releases();
         let live = self.live.as_mut().expect("pump needs a process");
-        let want_write = live.unsent < live.inflight.len();
+        let want_write = live.unsent < live.inflight.len() || !live.control.is_empty();
         let mut timeout = POLL_TICK;
         if live.inflight.iter().any(|f| !f.started && !f.recalled) {
             // Something waits in the window: look again soon whether another slot went idle
@@ -55,6 +56,15 @@ impl Feeder {
     /// Writes as many unsent frames as the socket takes.
     pub(super) fn write_some(&mut self) -> std::io::Result<()> {
         let live = self.live.as_mut().expect("live");
+        // The feeder's own frames go between two task frames, each whole.
+        while live.offset == 0 && !live.control.is_empty() {
+            match sys::send_vectored_fds(live.process.socket.as_fd(), &[IoSlice::new(&live.control)], &[]) {
+                Ok(n) => drop(live.control.drain(..n)),
+                Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         while live.unsent < live.inflight.len() {
             let mut slices = Vec::with_capacity(MAX_IOVECS);
             let first = &live.inflight[live.unsent].env;
@@ -116,7 +126,7 @@ impl Feeder {
         let live = self.live.as_mut().expect("live");
         while let Some((frame, fds)) = live.reader.next_frame_fds()? {
             if frame.kind == wire::RELEASED {
-                let inodes = wire::parse_released(frame.body)?;
+                let inodes = wire::parse_u64s(frame.body)?;
                 live.kept.retain(|s| !s.own_inode().is_some_and(|ino| inodes.contains(&ino)));
                 continue;
             }

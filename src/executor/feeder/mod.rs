@@ -68,6 +68,8 @@ const RECALL_CHECK: Duration = Duration::from_millis(2);
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// Longest poll, as a safety net against any missed event.
 const POLL_TICK: Duration = Duration::from_millis(250);
+/// Ids per `FORGET` frame at most.
+const FORGET_CHUNK: usize = 1 << 16;
 /// How often an idle feeder checks that its idle worker is still alive (so that one killed
 /// while idle is reaped promptly instead of lingering as a zombie until the next task).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
@@ -130,6 +132,11 @@ struct Live {
     /// process is gone, so that none is recycled while it may still read them.
     kept: Vec<Arc<crate::oob::segment::Segment>>,
     idle_since: Instant,
+    /// Frames of the feeder's own (`FORGET`) waiting to be written, whole, between two task
+    /// frames; written before the next task frame begins.
+    control: Vec<u8>,
+    /// Shared-value releases this worker has been told about (`bytes/shared.rs`).
+    releases_seen: u64,
 }
 
 pub(crate) struct Feeder {
@@ -173,12 +180,36 @@ impl Feeder {
             match waited {
                 Wait::Job(env) => self.held = Some(env),
                 Wait::TimedOut if idle_until.is_some_and(|until| Instant::now() >= until) => self.close_process(),
-                Wait::TimedOut => self.check_idle_process(),
+                Wait::TimedOut => {
+                    self.check_idle_process();
+                    // An idle worker drops what the parent released within one check.
+                    self.forward_releases();
+                    if self.live.as_ref().is_some_and(|l| !l.control.is_empty()) && self.write_some().is_err() {
+                        self.on_death(None);
+                    }
+                }
                 Wait::Terminated => break,
                 Wait::Ready => {}
             }
         }
         self.close_process();
+    }
+
+    /// Queues a `FORGET` frame for the shared values released since this worker was last told
+    /// (see `bytes/shared.rs`); true when it queued one.
+    fn forward_releases(&mut self) -> bool {
+        let Some(live) = self.live.as_mut() else { return false };
+        if crate::bytes::shared::releases() == live.releases_seen {
+            return false;
+        }
+        let (ids, now) = crate::bytes::shared::released_since(live.releases_seen);
+        live.releases_seen = now;
+        match ids {
+            Some(ids) => ids.chunks(FORGET_CHUNK).for_each(|chunk| wire::forget(&mut live.control, chunk)),
+            // The log no longer reaches back that far: forget them all.
+            None => wire::forget(&mut live.control, &[]),
+        }
+        !live.control.is_empty()
     }
 
     /// Tasks to keep in flight: about [`PREFETCH_NS`] of work, judged by the average run time,
@@ -323,6 +354,9 @@ impl Feeder {
                     fault: None,
                     kept: Vec::new(),
                     idle_since: now,
+                    control: Vec::new(),
+                    // Values released before now can reach this worker with no task.
+                    releases_seen: crate::bytes::shared::releases(),
                 });
                 true
             }

@@ -115,7 +115,7 @@ pub(super) fn check_parsers(body: &[u8]) {
     assert_eq!(task, reference_task(body), "parse_task of {body:?}");
     assert_eq!(wire::parse_hello(body).ok(), reference_hello(body), "parse_hello of {body:?}");
     assert_eq!(wire::parse_done(body).ok(), reference_done(body), "parse_done of {body:?}");
-    assert_eq!(wire::parse_released(body).ok(), reference_released(body), "parse_released of {body:?}");
+    assert_eq!(wire::parse_u64s(body).ok(), reference_released(body), "parse_u64s of {body:?}");
 }
 
 /// A stream that hands out its bytes in random-sized pieces, with the odd interruption.
