@@ -175,7 +175,12 @@ impl Feeder {
                     let task = (f.env.completion.task(), f.env.completion.count(), f.env.id, f.env.frame.len());
                     observe.done(task, elapsed_ns, frame.body.len(), live.front_since, live.inflight.is_empty());
                     f.env.completion.set_elapsed(elapsed_ns);
-                    complete(&f.env.completion, done, fds);
+                    // The task's segments go back to the pool (and the shared values it kept
+                    // alive may be released) before whoever waits for it wakes: a caller that
+                    // sends its next buffer at once finds the segment free.
+                    let completion = f.env.completion.clone();
+                    drop(f);
+                    complete(&completion, done, fds);
                     live.idle_since = Instant::now();
                     // After every task (a read of /proc/PID/statm, a few µs, only when a ceiling
                     // is set): a fresh worker whose first task grows it is caught too.
