@@ -231,15 +231,32 @@ fn table_sum(table: workpool::Shared<Vec<u64>>) -> (u64, usize) {
 }
 
 #[test]
-fn a_shared_value_crosses_a_remote_link_inline() {
-    // No segment can reach a remote worker: the value travels inline with each task, and the
-    // worker still decodes it into its cache.
+fn a_shared_value_crosses_a_remote_link_once_per_worker() {
+    // No segment can reach a remote worker: the value is sent ahead of the first task that
+    // names it, once per worker process; each task carries its id only.
     let ex = Executor::builder().launcher(launcher()).workers(1).build().unwrap();
     let table = workpool::Shared::new((0..100_000u64).collect::<Vec<_>>());
     let expected: u64 = (0..100_000u64).sum();
-    for _ in 0..3 {
-        let (sum, cached) = ex.submit(TableSum { table: table.clone() }).join().unwrap();
-        assert_eq!(sum, expected);
-        assert_eq!(cached, 1, "the worker keeps the one value it was sent");
-    }
+    let sent = || ex.stats().total.bytes_to_workers;
+    let run = |n: usize| {
+        for _ in 0..n {
+            let (sum, cached) = ex.submit(TableSum { table: table.clone() }).join().unwrap();
+            assert_eq!(sum, expected);
+            assert_eq!(cached, 1, "the worker keeps the one value it was sent");
+        }
+    };
+    let start = sent();
+    run(1);
+    let first = sent() - start;
+    run(19);
+    let rest = sent() - start - first;
+    // The first task brings the value (hundreds of kB); the 19 after it, their ids only.
+    assert!(first > 100_000, "{first} bytes for the first task");
+    assert!(rest < 19 * 1_000, "{rest} bytes for 19 more tasks after {first} for the first");
+    // A new worker process in the slot gets it again, once.
+    assert!(ex.submit(AbortNow {}).join().unwrap_err().is_worker_death());
+    let again = sent();
+    run(5);
+    let resent = sent() - again;
+    assert!(resent > first && resent < first + 5 * 1_000, "{resent} bytes to the new worker for 5 tasks");
 }

@@ -1,8 +1,11 @@
 //! [`Shared`]: read-only data many tasks use, sent to each worker process once.
 //!
 //! **Wire form.** In the process codec a `Shared` is a triple: a tag, its id, then
-//!   0: the encoded value inline (a transport without descriptors: a remote worker), or
-//!   1: (u32 index of its segment among the frame's descriptors, u64 length).
+//!   0: the encoded value inline (a result a worker sends back), or
+//!   1: (u32 index of its segment among the frame's descriptors, u64 length), or
+//!   2: nothing: a task frame without descriptors (a remote worker) names the value by id,
+//!      and its feeder sends the encoding ahead in a `SHARE` frame, once per worker process
+//!      (`oob::keeping` collects what a frame names so).
 //! The value is encoded once, the first time it is sent, into a sealed memfd segment (for a
 //! `Shared<Bytes>`, the segment *is* the buffer's own: nothing is encoded). Each task frame
 //! then carries the id and the descriptor: a few bytes and one descriptor per task.
@@ -52,8 +55,9 @@ const LOG_KEEPS: usize = 1 << 16;
 /// * **Threads.** On [`Backend::Threads`](crate::Backend) and a
 ///   [`ThreadPool`](crate::ThreadPool) nothing is serialized: a `Shared` is an `Arc`.
 /// * **Remote workers** (a [`Launcher`](crate::Launcher) that is not local) cannot receive
-///   descriptors: there the encoded value travels inline with every task (still decoded once
-///   per worker process).
+///   descriptors: there each task names the value by id, and the executor sends its encoding
+///   ahead of the first task that names it on each worker process: once per worker, not once
+///   per task.
 /// * **Elsewhere** (serde_json, a user's own bincode call) it serializes as its value.
 ///
 /// A `Bytes` or a `Shared` inside the value of a `Shared<T>` (other than `Shared<Bytes>`) is
@@ -103,6 +107,19 @@ struct Inner<T> {
     value: T,
     /// The value's encoding, made the first time it goes out of band (or received).
     segment: OnceLock<Arc<Segment>>,
+    /// The value's encoding, made the first time it is named by id (a transport without
+    /// descriptors: a remote worker), sent ahead of the first task on each worker.
+    inline: OnceLock<Arc<[u8]>>,
+}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> oob::ById for Inner<T> {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn encoded(&self) -> Option<Arc<[u8]>> {
+        self.inline.get().cloned()
+    }
 }
 
 impl<T> Shared<T> {
@@ -117,7 +134,13 @@ impl<T> Shared<T> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         // Unique among the processes alive together: this process's id and a counter.
         let id = u64::from(std::process::id()) << 32 | (NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
-        Shared(Arc::new(Inner { id, sent: AtomicBool::new(false), value, segment: OnceLock::new() }))
+        Shared(Arc::new(Inner {
+            id,
+            sent: AtomicBool::new(false),
+            value,
+            segment: OnceLock::new(),
+            inline: OnceLock::new(),
+        }))
     }
 }
 
@@ -163,7 +186,8 @@ impl<T: fmt::Debug> fmt::Debug for Shared<T> {
 /// assert_eq!(workpool::shared_values_cached(), 0); // not a worker process
 /// ```
 pub fn shared_values_cached() -> usize {
-    cache().lock().unwrap_or_else(|p| p.into_inner()).entries.len()
+    let cache = cache().lock().unwrap_or_else(|p| p.into_inner());
+    cache.entries.len() + cache.ahead.len()
 }
 
 // ===== the per-process cache =====
@@ -179,6 +203,22 @@ struct Cached {
 #[derive(Default)]
 struct Cache {
     entries: HashMap<u64, Cached>,
+    /// Values sent ahead by id (`SHARE`), not decoded yet: the first task that names one
+    /// decodes it (only it knows the type) into `entries`.
+    ahead: HashMap<u64, Arc<[u8]>>,
+}
+
+/// A `SHARE` from the executor: the encoding of shared value `id`, for the tasks that name it.
+pub(crate) fn sent(id: u64, encoded: &[u8]) {
+    let mut cache = cache().lock().unwrap_or_else(|p| p.into_inner());
+    if !cache.entries.contains_key(&id) {
+        cache.ahead.insert(id, encoded.into());
+    }
+}
+
+/// The encoding of shared value `id` sent ahead, taken out of the waiting ones.
+fn sent_ahead(id: u64) -> Option<Arc<[u8]>> {
+    cache().lock().unwrap_or_else(|p| p.into_inner()).ahead.remove(&id)
 }
 
 /// The values this process received, by id.
@@ -201,8 +241,10 @@ pub(crate) fn forget(ids: &[u64]) {
     let dropped: Vec<Cached> = {
         let mut cache = cache().lock().unwrap_or_else(|p| p.into_inner());
         if ids.is_empty() {
+            cache.ahead.clear();
             cache.entries.drain().map(|(_, e)| e).collect()
         } else {
+            ids.iter().for_each(|id| drop(cache.ahead.remove(id)));
             ids.iter().filter_map(|id| cache.entries.remove(id)).collect()
         }
     };
@@ -278,8 +320,17 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Shared<T> {
             return Ok(bytes.to_vec());
         }
         let mut out = Vec::new();
-        oob::encoding(false, || crate::codec::encode_into(&self.0.value, &mut out)).0?;
+        oob::not_keeping(|| oob::encoding(false, || crate::codec::encode_into(&self.0.value, &mut out))).0?;
         Ok(out)
+    }
+
+    /// The value's own bytes in its segment (a `Shared<Bytes>` may use fewer than its
+    /// recyclable segment holds).
+    fn own_bytes<'a>(&self, segment: &'a Segment) -> &'a [u8] {
+        match (&self.0.value as &dyn Any).downcast_ref::<Bytes>() {
+            Some(bytes) => &segment.as_slice()[..bytes.len()],
+            None => segment.as_slice(),
+        }
     }
 
     /// The segment the value travels in, made on first use.
@@ -327,7 +378,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Shared<T> {
             }
             value
         };
-        let inner = Inner { id, sent: AtomicBool::new(false), value, segment: OnceLock::new() };
+        let inner =
+            Inner { id, sent: AtomicBool::new(false), value, segment: OnceLock::new(), inline: OnceLock::new() };
         if let Some(segment) = segment {
             let _ = inner.segment.set(segment);
         }
@@ -337,6 +389,10 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Shared<T> {
 
 const INLINE: u8 = 0;
 const OUT_OF_BAND: u8 = 1;
+const BY_ID: u8 = 2;
+/// The largest encoding a `SHARE` frame carries: a frame's limit (the codec's), less room for
+/// its header (13 bytes, `process/wire.rs`).
+const SHARE_MAX: usize = crate::codec::LIMIT - 64;
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Serialize for Shared<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -371,8 +427,31 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Serialize for Shar
                 }
             }
         }
+        if oob::can_name_by_id() {
+            // A task frame without descriptors (a remote worker): the id only; the feeder sends
+            // the value ahead, once per worker process.
+            if self.0.inline.get().is_none() {
+                let encoded: Arc<[u8]> = match self.0.segment.get() {
+                    Some(segment) => self.own_bytes(segment).into(),
+                    None => self.encode().map_err(serde::ser::Error::custom)?.into(),
+                };
+                if encoded.len() > SHARE_MAX {
+                    return Err(serde::ser::Error::custom(format!(
+                        "a shared value of {} bytes is over the 1 GiB a frame holds, and this transport \
+                         cannot pass shared memory: share less at once",
+                        encoded.len()
+                    )));
+                }
+                let _ = self.0.inline.set(encoded);
+            }
+            oob::named_by_id(self.0.clone());
+            triple.serialize_element(&BY_ID)?;
+            triple.serialize_element(&self.0.id)?;
+            triple.serialize_element(&())?;
+            return triple.end();
+        }
         let encoded = match self.0.segment.get() {
-            Some(segment) => segment.as_slice().to_vec(),
+            Some(segment) => self.own_bytes(segment).to_vec(),
             None => self.encode().map_err(serde::ser::Error::custom)?,
         };
         triple.serialize_element(&INLINE)?;
@@ -421,6 +500,18 @@ impl<'de, T: Serialize + DeserializeOwned + Send + Sync + 'static> Deserialize<'
                         }
                         let bytes = &segment.as_slice()[..len as usize];
                         Shared::decode(id, bytes, Some(segment.clone())).map(remember).map_err(de::Error::custom)
+                    }
+                    BY_ID => {
+                        seq.next_element::<()>()?.ok_or_else(missing)?;
+                        if let Some(shared) = cached::<T>(id) {
+                            return Ok(shared);
+                        }
+                        let Some(body) = sent_ahead(id) else {
+                            return Err(de::Error::custom(format!(
+                                "shared value {id:#x} is named by id, and was not sent to this worker ahead of the task"
+                            )));
+                        };
+                        Shared::decode(id, &body, None).map(remember).map_err(de::Error::custom)
                     }
                     tag => Err(de::Error::custom(format!("unknown Shared tag {tag}"))),
                 }

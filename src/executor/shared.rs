@@ -38,8 +38,9 @@ pub(crate) struct Envelope {
     /// The shared-memory segments its out-of-band `Bytes` travel in, passed with the frame
     /// (kept until the task is done: a task rescheduled after a crash is sent again with them).
     pub(crate) segments: Vec<Arc<crate::oob::segment::Segment>>,
-    /// The shared values it names, alive until the task is done (see `bytes/shared.rs`).
-    pub(crate) keep: Vec<crate::oob::Keep>,
+    /// The shared values it names, alive until the task is done, and those it names by id
+    /// only, which its feeder sends ahead (see `bytes/shared.rs`).
+    pub(crate) keep: crate::oob::Kept,
     pub(crate) completion: Arc<Completion>,
     /// The interrupt epoch ([`crate::interrupt::epoch`]) at submission: a task submitted before a
     /// Ctrl-C is interrupted by it; one submitted after it, never.

@@ -47,17 +47,33 @@ thread_local! {
     static INCOMING: RefCell<Option<Vec<Received>>> = const { RefCell::new(None) };
     /// What the frame being encoded keeps alive until its task is done (the shared values it
     /// names); `None`: nothing is collected.
-    static KEEP: RefCell<Option<Vec<Keep>>> = const { RefCell::new(None) };
+    static KEEP: RefCell<Option<Kept>> = const { RefCell::new(None) };
 }
 
 /// A value a task frame keeps alive (see [`keeping`]).
 pub(crate) type Keep = Arc<dyn std::any::Any + Send + Sync>;
 
+/// A shared value a task frame names by id only: its feeder sends it ahead (`SHARE`), once
+/// per worker process.
+pub(crate) trait ById: Send + Sync {
+    /// The value's id.
+    fn id(&self) -> u64;
+    /// Its encoding (made once, when the frame naming it was encoded).
+    fn encoded(&self) -> Option<Arc<[u8]>>;
+}
+
+/// What one task frame keeps alive, and which of those it names by id.
+#[derive(Default, Clone)]
+pub(crate) struct Kept {
+    pub(crate) alive: Vec<Keep>,
+    pub(crate) by_id: Vec<Arc<dyn ById>>,
+}
+
 /// Runs `f` (an encoding) and returns, beside its result, the values it asked to keep alive
 /// ([`keep_alive`]): the task's envelope holds them until the task is done, so that a shared
 /// value is released only once no task that carries it is left (`bytes/shared.rs`).
-pub(crate) fn keeping<R>(f: impl FnOnce() -> R) -> (R, Vec<Keep>) {
-    let restore = replace(&KEEP, Some(Vec::new()));
+pub(crate) fn keeping<R>(f: impl FnOnce() -> R) -> (R, Kept) {
+    let restore = replace(&KEEP, Some(Kept::default()));
     let result = f();
     let kept = KEEP.with(|slot| slot.borrow_mut().take()).unwrap_or_default();
     drop(restore);
@@ -68,8 +84,32 @@ pub(crate) fn keeping<R>(f: impl FnOnce() -> R) -> (R, Vec<Keep>) {
 pub(crate) fn keep_alive(value: Keep) {
     KEEP.with(|slot| {
         if let Some(kept) = slot.borrow_mut().as_mut() {
-            if !kept.iter().any(|k| Arc::ptr_eq(k, &value)) {
-                kept.push(value);
+            if !kept.alive.iter().any(|k| Arc::ptr_eq(k, &value)) {
+                kept.alive.push(value);
+            }
+        }
+    });
+}
+
+/// Runs `f` outside any [`keeping`] (a shared value's own encoding, made once and reused by
+/// every frame that names it: what it holds goes inline).
+pub(crate) fn not_keeping<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = replace(&KEEP, None);
+    f()
+}
+
+/// Whether a shared value may be named by id in the frame being encoded (inside [`keeping`]:
+/// a task frame, whose feeder sends what it names ahead).
+pub(crate) fn can_name_by_id() -> bool {
+    KEEP.with(|slot| slot.borrow().is_some())
+}
+
+/// The frame being encoded names `value` by id (inside [`keeping`]).
+pub(crate) fn named_by_id(value: Arc<dyn ById>) {
+    KEEP.with(|slot| {
+        if let Some(kept) = slot.borrow_mut().as_mut() {
+            if !kept.by_id.iter().any(|k| k.id() == value.id()) {
+                kept.by_id.push(value);
             }
         }
     });

@@ -14,6 +14,7 @@
 //! |---|---|---|
 //! | `TASK` | to worker | `u64` task key, `u32` count, `u32` claim ticket, encoded argument(s) |
 //! | `SHUTDOWN` | to worker | — (finish, then exit) |
+//! | `SHARE` | to worker | a shared value's encoding; id: the value's id (sent ahead of the first task that names it by id) |
 //! | `FORGET` | to worker | `u64` ids (id 0): shared values the parent released, to drop from the worker's cache; none: drop them all |
 //! | `HELLO` | from worker | `u32` protocol version, `u64` binary fingerprint, `u32` pid |
 //! | `STARTED` | from worker | — (the worker is about to run task `id`) |
@@ -60,6 +61,7 @@ pub(crate) const HEADER: usize = 4 + 1 + 8;
 pub(crate) const TASK: u8 = 1;
 pub(crate) const SHUTDOWN: u8 = 2;
 pub(crate) const FORGET: u8 = 3;
+pub(crate) const SHARE: u8 = 4;
 pub(crate) const HELLO: u8 = 10;
 pub(crate) const STARTED: u8 = 11;
 pub(crate) const DONE: u8 = 12;
@@ -71,6 +73,13 @@ pub(crate) const RELEASED: u8 = 15;
 /// inodes, which it said it kept (`ST_KEPT`).
 pub(crate) fn released(out: &mut Vec<u8>, inodes: &[u64]) {
     u64s_frame(out, RELEASED, inodes);
+}
+
+/// Appends a `SHARE` frame: the encoding of shared value `id`.
+pub(crate) fn share(out: &mut Vec<u8>, id: u64, encoded: &[u8]) -> Result<(), WireError> {
+    let start = begin_frame(out, SHARE, id);
+    out.extend_from_slice(encoded);
+    end_frame(out, start)
 }
 
 /// Appends a `FORGET` frame: the parent released the shared values with these ids (none: all).

@@ -117,6 +117,7 @@ pub(super) fn serve(mut socket: UnixStream, claims: Option<Claims>) -> i32 {
                 out_fds.extend(run_one(id, body, fds, &mut out));
                 faults::running(0);
             }
+            wire::SHARE => crate::bytes::shared::sent(frame.id, frame.body),
             wire::FORGET => match wire::parse_u64s(frame.body) {
                 Ok(ids) => {
                     crate::bytes::shared::forget(&ids);

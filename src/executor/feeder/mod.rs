@@ -137,6 +137,8 @@ struct Live {
     control: Vec<u8>,
     /// Shared-value releases this worker has been told about (`bytes/shared.rs`).
     releases_seen: u64,
+    /// Shared values sent ahead to this worker (`SHARE`), by id.
+    shared_sent: std::collections::HashSet<u64>,
 }
 
 pub(crate) struct Feeder {
@@ -204,6 +206,12 @@ impl Feeder {
         }
         let (ids, now) = crate::bytes::shared::released_since(live.releases_seen);
         live.releases_seen = now;
+        match &ids {
+            Some(ids) => ids.iter().for_each(|id| {
+                live.shared_sent.remove(id);
+            }),
+            None => live.shared_sent.clear(),
+        }
         match ids {
             Some(ids) => ids.chunks(FORGET_CHUNK).for_each(|chunk| wire::forget(&mut live.control, chunk)),
             // The log no longer reaches back that far: forget them all.
@@ -294,6 +302,16 @@ impl Feeder {
             if live.inflight.is_empty() {
                 live.front_since = Instant::now();
             }
+            // The shared values it names by id go ahead of it, once per worker process.
+            for value in &env.keep.by_id {
+                if let Some(encoded) = value.encoded() {
+                    if live.shared_sent.insert(value.id())
+                        && wire::share(&mut live.control, value.id(), &encoded).is_ok()
+                    {
+                        self.observe.dispatched(encoded.len() + wire::HEADER, false);
+                    }
+                }
+            }
             self.observe.dispatched(env.frame.len(), live.inflight.is_empty());
             live.inflight.push_back(InFlight { env, started: false, ticket, recalled: false });
             live.sent += 1;
@@ -357,6 +375,7 @@ impl Feeder {
                     control: Vec::new(),
                     // Values released before now can reach this worker with no task.
                     releases_seen: crate::bytes::shared::releases(),
+                    shared_sent: std::collections::HashSet::new(),
                 });
                 true
             }
