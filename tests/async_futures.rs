@@ -273,6 +273,32 @@ fn submit_with_timeout_times_out_only_that_task() {
 }
 
 #[test]
+fn a_per_task_timeout_kills_only_its_own_worker_the_other_slot_goes_on() {
+    let ex = executor(2);
+    // Both workers warm, their pids known.
+    let warm: BTreeSet<u32> = [ex.submit(Nap(100)), ex.submit(Nap(100))].map(|h| h.join().unwrap()).into();
+    assert_eq!(warm.len(), 2, "two workers");
+    let long = ex.submit(Nap(800)); // no limit
+    let timed = ex.submit_with_timeout(Nap(30_000), Duration::from_millis(200));
+    let err = timed.join().unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let killed = err.pid().expect("the timed-out task's worker");
+    let survivor = long.join().expect("the other slot's task ran to its end");
+    assert_ne!(survivor, killed);
+    assert!(warm.contains(&survivor) && warm.contains(&killed), "{warm:?} {survivor} {killed}");
+}
+
+#[test]
+fn a_dropped_handle_leaves_its_task_running_to_the_end() {
+    let ex = executor(1);
+    let marker = temp_dir("dropped-handle").join("ran");
+    // Dropped at once, never awaited or joined: the task still runs (concurrent.futures' rule).
+    drop(ex.submit(Marked { marker: marker.clone(), ms: 0 }));
+    assert!(wait_until(Duration::from_secs(30), || marker.exists()), "the task of a dropped handle never ran");
+    assert_eq!(ex.submit(Square(3)).join().unwrap(), 9);
+}
+
+#[test]
 fn a_per_task_timeout_overrides_the_executors() {
     let ex = Executor::builder().workers(1).task_timeout(Duration::from_millis(100)).build().unwrap();
     assert!(ex.submit(Nap(2_000)).join().unwrap_err().is_timeout());

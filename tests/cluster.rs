@@ -260,3 +260,27 @@ fn a_shared_value_crosses_a_remote_link_once_per_worker() {
     let resent = sent() - again;
     assert!(resent > first && resent < first + 5 * 1_000, "{resent} bytes to the new worker for 5 tasks");
 }
+
+/// What the initializer set in this worker process (0: it did not run here).
+static INITIALIZED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[workpool::task]
+fn set_up(value: u64) {
+    INITIALIZED.store(value, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[workpool::task]
+fn initialized() -> (u64, u32) {
+    (INITIALIZED.load(std::sync::atomic::Ordering::SeqCst), std::process::id())
+}
+
+#[test]
+fn the_initializer_runs_in_every_remote_worker_and_again_after_a_crash() {
+    let ex = Executor::builder().launcher(launcher()).workers(1).initializer(SetUp { value: 42 }).build().unwrap();
+    let (value, pid) = ex.submit(Initialized {}).join().unwrap();
+    assert_eq!(value, 42, "the remote worker ran the initializer before its first task");
+    assert!(ex.submit(AbortNow {}).join().unwrap_err().is_worker_death());
+    let (again, new_pid) = ex.submit(Initialized {}).join().unwrap();
+    assert_ne!(new_pid, pid);
+    assert_eq!(again, 42, "the replacement ran it too");
+}
