@@ -284,3 +284,28 @@ fn the_initializer_runs_in_every_remote_worker_and_again_after_a_crash() {
     assert_ne!(new_pid, pid);
     assert_eq!(again, 42, "the replacement ran it too");
 }
+
+#[workpool::task]
+fn shared_len(data: workpool::Shared<Vec<u32>>, tag: u32, pad: workpool::Bytes) -> (usize, u32) {
+    (data.len() + pad.len(), data.first().copied().unwrap_or(0) ^ tag)
+}
+
+#[test]
+fn every_task_finds_the_shared_value_it_names_sent_ahead_even_with_frames_in_flight() {
+    // A new value for every task, streamed through a window of tasks in flight over the link,
+    // with task frames large enough to be written in pieces: each value's SHARE must reach the
+    // worker before the task that names it, whatever the socket takes at a time.
+    let ex = Executor::builder().launcher(launcher()).workers(1).build().unwrap();
+    let tasks: Vec<SharedLen> = (0..200u32)
+        .map(|i| SharedLen {
+            data: workpool::Shared::new(vec![i; 20_000 + i as usize]),
+            tag: i,
+            pad: workpool::Bytes::from(vec![7u8; 50_000]),
+        })
+        .collect();
+    let results: Vec<_> = ex.map(tasks).collect();
+    for (i, r) in results.into_iter().enumerate() {
+        let (len, x) = r.unwrap_or_else(|e| panic!("task {i}: {e}"));
+        assert_eq!((len, x), (70_000 + i, 0), "task {i}");
+    }
+}

@@ -56,16 +56,21 @@ impl Feeder {
     /// Writes as many unsent frames as the socket takes.
     pub(super) fn write_some(&mut self) -> std::io::Result<()> {
         let live = self.live.as_mut().expect("live");
-        // The feeder's own frames go between two task frames, each whole.
-        while live.offset == 0 && !live.control.is_empty() {
-            match sys::send_vectored_fds(live.process.socket.as_fd(), &[IoSlice::new(&live.control)], &[]) {
-                Ok(n) => drop(live.control.drain(..n)),
-                Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == IoKind::Interrupted => {}
-                Err(e) => return Err(e),
+        loop {
+            // The feeder's own frames (`SHARE`, `FORGET`) go between two task frames, each
+            // whole, before the next task frame begins: a `SHARE` precedes the task that needs it.
+            if live.offset == 0 && !live.control.is_empty() {
+                match sys::send_vectored_fds(live.process.socket.as_fd(), &[IoSlice::new(&live.control)], &[]) {
+                    Ok(n) => drop(live.control.drain(..n)),
+                    Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == IoKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
             }
-        }
-        while live.unsent < live.inflight.len() {
+            if live.unsent >= live.inflight.len() {
+                return Ok(());
+            }
             let mut slices = Vec::with_capacity(MAX_IOVECS);
             let first = &live.inflight[live.unsent].env;
             slices.push(IoSlice::new(&first.frame[live.offset..]));
@@ -73,7 +78,9 @@ impl Feeder {
             // carries some begins a call of its own (see wire.rs).
             let fds: Vec<_> =
                 if live.offset == 0 { first.segments.iter().map(|s| s.fd()).collect() } else { Vec::new() };
-            for f in live.inflight.iter().skip(live.unsent + 1).take(MAX_IOVECS - 1) {
+            // More frames in the same call, unless own frames wait to go in after this one.
+            let more = if live.control.is_empty() { MAX_IOVECS - 1 } else { 0 };
+            for f in live.inflight.iter().skip(live.unsent + 1).take(more) {
                 if !f.env.segments.is_empty() {
                     break;
                 }
@@ -98,7 +105,6 @@ impl Feeder {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
     }
 
     /// Reads and handles everything available; false on end of stream.
