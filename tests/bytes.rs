@@ -153,6 +153,11 @@ fn results_come_back_out_of_band_and_an_echo_costs_no_copy() {
     assert_eq!(again, data);
     let small = ex.submit(Echo { data: Bytes::from(&b"tiny"[..]) }).join().unwrap();
     assert_eq!(&small[..], b"tiny");
+    // Given away (no clone left here): the task alone holds the segment that comes back.
+    for i in 0..10 {
+        let back = ex.submit(Echo { data: pattern(2 * MIB, i) }).join().unwrap();
+        assert_eq!(back, pattern(2 * MIB, i), "round {i}");
+    }
 }
 
 #[test]

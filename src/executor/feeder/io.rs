@@ -181,12 +181,15 @@ impl Feeder {
                     let task = (f.env.completion.task(), f.env.completion.count(), f.env.id, f.env.frame.len());
                     observe.done(task, elapsed_ns, frame.body.len(), live.front_since, live.inflight.is_empty());
                     f.env.completion.set_elapsed(elapsed_ns);
-                    // The task's segments go back to the pool (and the shared values it kept
-                    // alive may be released) before whoever waits for it wakes: a caller that
-                    // sends its next buffer at once finds the segment free.
+                    // The result's segments are mapped first (one of ours coming back is found
+                    // while the task still holds it); then the task's segments go back to the
+                    // pool (and the shared values it kept alive may be released), before
+                    // whoever waits for it wakes: a caller that sends its next buffer at once
+                    // finds the segment free.
+                    let outcome = outcome(done, fds);
                     let completion = f.env.completion.clone();
                     drop(f);
-                    complete(&completion, done, fds);
+                    settle(&completion, outcome);
                     live.idle_since = Instant::now();
                     // After every task (a read of /proc/PID/statm, a few µs, only when a ceiling
                     // is set): a fresh worker whose first task grows it is caught too.
@@ -206,25 +209,29 @@ impl Feeder {
 
 /// Completes a handle from a worker's `DONE` report.
 /// `fds`: the descriptors that came with the report (closed here unless its outputs keep them).
-pub(super) fn complete(completion: &Completion, done: Done<'_>, fds: Vec<std::os::fd::OwnedFd>) {
+/// What a `DONE` report means for its task: the result (its out-of-band segments mapped), or
+/// the error.
+fn outcome(done: Done<'_>, fds: Vec<std::os::fd::OwnedFd>) -> Result<crate::bytes::Encoded, ErrorKind> {
     match done {
-        Done::Ok(bytes) => {
-            completion.complete(Ok(crate::bytes::Encoded::new(bytes.to_vec(), fds)));
-        }
+        Done::Ok(bytes) => Ok(crate::bytes::Encoded::new(bytes.to_vec(), fds)),
         Done::Panic { message, location, .. } => {
             let location = (!location.is_empty()).then(|| location.to_string());
-            completion.fail(ErrorKind::Panic { message: message.to_string(), location });
+            Err(ErrorKind::Panic { message: message.to_string(), location })
         }
         Done::Decode(message) => {
-            completion
-                .fail(ErrorKind::Codec { stage: "decoding the argument in the worker", message: message.to_string() });
+            Err(ErrorKind::Codec { stage: "decoding the argument in the worker", message: message.to_string() })
         }
         Done::Encode(message) => {
-            completion
-                .fail(ErrorKind::Codec { stage: "encoding the result in the worker", message: message.to_string() });
+            Err(ErrorKind::Codec { stage: "encoding the result in the worker", message: message.to_string() })
         }
-        Done::Unknown => {
-            completion.fail(ErrorKind::NotRegistered);
-        }
+        Done::Unknown => Err(ErrorKind::NotRegistered),
+    }
+}
+
+/// Completes the task's handle with its outcome.
+fn settle(completion: &Completion, outcome: Result<crate::bytes::Encoded, ErrorKind>) {
+    match outcome {
+        Ok(encoded) => completion.complete(Ok(encoded)),
+        Err(kind) => completion.fail(kind),
     }
 }
