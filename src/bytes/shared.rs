@@ -112,16 +112,6 @@ struct Inner<T> {
     inline: OnceLock<Arc<[u8]>>,
 }
 
-impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> oob::ById for Inner<T> {
-    fn id(&self) -> u64 {
-        self.id
-    }
-
-    fn encoded(&self) -> Option<Arc<[u8]>> {
-        self.inline.get().cloned()
-    }
-}
-
 impl<T> Shared<T> {
     /// Wraps `value`; it is encoded the first time it is sent to a worker process.
     ///
@@ -430,21 +420,24 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Serialize for Shar
         if oob::can_name_by_id() {
             // A task frame without descriptors (a remote worker): the id only; the feeder sends
             // the value ahead, once per worker process.
-            if self.0.inline.get().is_none() {
-                let encoded: Arc<[u8]> = match self.0.segment.get() {
-                    Some(segment) => self.own_bytes(segment).into(),
-                    None => self.encode().map_err(serde::ser::Error::custom)?.into(),
-                };
-                if encoded.len() > SHARE_MAX {
-                    return Err(serde::ser::Error::custom(format!(
-                        "a shared value of {} bytes is over the 1 GiB a frame holds, and this transport \
-                         cannot pass shared memory: share less at once",
-                        encoded.len()
-                    )));
+            let encoded = match self.0.inline.get() {
+                Some(encoded) => encoded,
+                None => {
+                    let encoded: Arc<[u8]> = match self.0.segment.get() {
+                        Some(segment) => self.own_bytes(segment).into(),
+                        None => self.encode().map_err(serde::ser::Error::custom)?.into(),
+                    };
+                    if encoded.len() > SHARE_MAX {
+                        return Err(serde::ser::Error::custom(format!(
+                            "a shared value of {} bytes is over the 1 GiB a frame holds, and this transport \
+                             cannot pass shared memory: share less at once",
+                            encoded.len()
+                        )));
+                    }
+                    self.0.inline.get_or_init(|| encoded)
                 }
-                let _ = self.0.inline.set(encoded);
-            }
-            oob::named_by_id(self.0.clone());
+            };
+            oob::named_by_id(self.0.id, encoded);
             triple.serialize_element(&BY_ID)?;
             triple.serialize_element(&self.0.id)?;
             triple.serialize_element(&())?;

@@ -53,20 +53,12 @@ thread_local! {
 /// A value a task frame keeps alive (see [`keeping`]).
 pub(crate) type Keep = Arc<dyn std::any::Any + Send + Sync>;
 
-/// A shared value a task frame names by id only: its feeder sends it ahead (`SHARE`), once
-/// per worker process.
-pub(crate) trait ById: Send + Sync {
-    /// The value's id.
-    fn id(&self) -> u64;
-    /// Its encoding (made once, when the frame naming it was encoded).
-    fn encoded(&self) -> Option<Arc<[u8]>>;
-}
-
-/// What one task frame keeps alive, and which of those it names by id.
+/// What one task frame keeps alive, and the shared values among them it names by id only,
+/// with their encodings: its feeder sends those ahead (`SHARE`), once per worker process.
 #[derive(Default, Clone)]
 pub(crate) struct Kept {
     pub(crate) alive: Vec<Keep>,
-    pub(crate) by_id: Vec<Arc<dyn ById>>,
+    pub(crate) by_id: Vec<(u64, Arc<[u8]>)>,
 }
 
 /// Runs `f` (an encoding) and returns, beside its result, the values it asked to keep alive
@@ -104,12 +96,13 @@ pub(crate) fn can_name_by_id() -> bool {
     KEEP.with(|slot| slot.borrow().is_some())
 }
 
-/// The frame being encoded names `value` by id (inside [`keeping`]).
-pub(crate) fn named_by_id(value: Arc<dyn ById>) {
+/// The frame being encoded names shared value `id`, whose encoding is `encoded`, by id
+/// (inside [`keeping`]; the value itself is kept alive by [`keep_alive`]).
+pub(crate) fn named_by_id(id: u64, encoded: &Arc<[u8]>) {
     KEEP.with(|slot| {
         if let Some(kept) = slot.borrow_mut().as_mut() {
-            if !kept.by_id.iter().any(|k| k.id() == value.id()) {
-                kept.by_id.push(value);
+            if !kept.by_id.iter().any(|(known, _)| *known == id) {
+                kept.by_id.push((id, encoded.clone()));
             }
         }
     });

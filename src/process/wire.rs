@@ -46,8 +46,8 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 /// Protocol version, carried by `HELLO`; bump on any change to this file's formats.
 /// 3: frames may carry descriptors ([`WITH_FDS`]). 4: a worker answers a task it skips
 /// ([`SKIPPED`]), and says when it keeps a task's segments ([`ST_KEPT`]); the parent's
-/// segments may be recyclable (`oob/pool.rs`). 5: the parent tells a worker which shared
-/// values it released ([`FORGET`]).
+/// segments may be recyclable (`oob/pool.rs`). 5: the parent sends shared values ahead of the
+/// tasks that name them by id ([`SHARE`]) and tells a worker which it released ([`FORGET`]).
 pub(crate) const PROTOCOL_VERSION: u32 = 5;
 /// Set in a frame's kind when the last byte of its body counts the descriptors passed with it.
 pub(crate) const WITH_FDS: u8 = 0x80;

@@ -207,10 +207,9 @@ impl Feeder {
     }
 }
 
-/// Completes a handle from a worker's `DONE` report.
-/// `fds`: the descriptors that came with the report (closed here unless its outputs keep them).
 /// What a `DONE` report means for its task: the result (its out-of-band segments mapped), or
-/// the error.
+/// the error. `fds`: the descriptors that came with the report (closed here unless its outputs
+/// keep them).
 fn outcome(done: Done<'_>, fds: Vec<std::os::fd::OwnedFd>) -> Result<crate::bytes::Encoded, ErrorKind> {
     match done {
         Done::Ok(bytes) => Ok(crate::bytes::Encoded::new(bytes.to_vec(), fds)),

@@ -132,8 +132,8 @@ struct Live {
     /// process is gone, so that none is recycled while it may still read them.
     kept: Vec<Arc<crate::oob::segment::Segment>>,
     idle_since: Instant,
-    /// Frames of the feeder's own (`FORGET`) waiting to be written, whole, between two task
-    /// frames; written before the next task frame begins.
+    /// Frames of the feeder's own (`SHARE`, `FORGET`) waiting to be written, whole, between two
+    /// task frames; written before the next task frame begins.
     control: Vec<u8>,
     /// Shared-value releases this worker has been told about (`bytes/shared.rs`).
     releases_seen: u64,
@@ -198,26 +198,27 @@ impl Feeder {
     }
 
     /// Queues a `FORGET` frame for the shared values released since this worker was last told
-    /// (see `bytes/shared.rs`); true when it queued one.
-    fn forward_releases(&mut self) -> bool {
-        let Some(live) = self.live.as_mut() else { return false };
+    /// (see `bytes/shared.rs`).
+    fn forward_releases(&mut self) {
+        let Some(live) = self.live.as_mut() else { return };
         if crate::bytes::shared::releases() == live.releases_seen {
-            return false;
+            return;
         }
         let (ids, now) = crate::bytes::shared::released_since(live.releases_seen);
         live.releases_seen = now;
-        match &ids {
-            Some(ids) => ids.iter().for_each(|id| {
-                live.shared_sent.remove(id);
-            }),
-            None => live.shared_sent.clear(),
-        }
         match ids {
-            Some(ids) => ids.chunks(FORGET_CHUNK).for_each(|chunk| wire::forget(&mut live.control, chunk)),
+            Some(ids) => {
+                for id in &ids {
+                    live.shared_sent.remove(id);
+                }
+                ids.chunks(FORGET_CHUNK).for_each(|chunk| wire::forget(&mut live.control, chunk));
+            }
             // The log no longer reaches back that far: forget them all.
-            None => wire::forget(&mut live.control, &[]),
+            None => {
+                live.shared_sent.clear();
+                wire::forget(&mut live.control, &[]);
+            }
         }
-        !live.control.is_empty()
     }
 
     /// Tasks to keep in flight: about [`PREFETCH_NS`] of work, judged by the average run time,
@@ -303,13 +304,9 @@ impl Feeder {
                 live.front_since = Instant::now();
             }
             // The shared values it names by id go ahead of it, once per worker process.
-            for value in &env.keep.by_id {
-                if let Some(encoded) = value.encoded() {
-                    if live.shared_sent.insert(value.id())
-                        && wire::share(&mut live.control, value.id(), &encoded).is_ok()
-                    {
-                        self.observe.dispatched(encoded.len() + wire::HEADER, false);
-                    }
+            for (id, encoded) in &env.keep.by_id {
+                if live.shared_sent.insert(*id) && wire::share(&mut live.control, *id, encoded).is_ok() {
+                    self.observe.dispatched(encoded.len() + wire::HEADER, false);
                 }
             }
             self.observe.dispatched(env.frame.len(), live.inflight.is_empty());
